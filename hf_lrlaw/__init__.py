@@ -1,6 +1,36 @@
-"""hf-lrlaw: predict a language model's loss curve under any learning-rate schedule."""
+"""hf-lrlaw: predict a language model's loss curve under any learning-rate schedule.
 
-from hf_lrlaw.curves import CurveError, LossCurve
+Fit the scaling law with LR annealing (Tissue et al. 2024) or the multi-power law (Luo et al.
+2025) to the first part of one or two runs, predict the loss under any other schedule, and rank
+candidate schedules before paying for full training runs.
+"""
 
-__all__ = ["CurveError", "LossCurve"]
+from hf_lrlaw import datasets
+from hf_lrlaw.curves import CurveError, LossCurve, load, read_csv, read_trainer_state, write_csv
+from hf_lrlaw.fitting import Fit, FitError, GoodnessOfFit, fit
+from hf_lrlaw.laws import LawError, available_laws, get_law
+from hf_lrlaw.ranking import Ranked, Ranking, rank
+from hf_lrlaw.schedules import Schedule, ScheduleError
+
+__all__ = [
+    "CurveError",
+    "Fit",
+    "FitError",
+    "GoodnessOfFit",
+    "LawError",
+    "LossCurve",
+    "Ranked",
+    "Ranking",
+    "Schedule",
+    "ScheduleError",
+    "available_laws",
+    "datasets",
+    "fit",
+    "get_law",
+    "load",
+    "rank",
+    "read_csv",
+    "read_trainer_state",
+    "write_csv",
+]
 __version__ = "0.1.0"

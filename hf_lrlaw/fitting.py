@@ -1,0 +1,712 @@
+"""Fit a law to loss curves: robust multi-start L-BFGS-B, uncertainty, and the Fit it returns.
+
+Objective (the papers' choice): the sum over all points of all curves of
+``Huber(delta=1e-3)`` on ``log(pred) - log(loss)``. Positive parameters are searched in log
+space, the gradient is analytic, and several starts come from a variable-projection grid (the
+laws are linear in their scale parameters). Uncertainty is a Laplace (Gauss-Newton) covariance
+of the parameters, inflated for the autocorrelation of residuals along a curve, propagated to
+predictions with the delta method and combined with the scatter of the data around the fit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import minimize
+from scipy.stats import norm
+
+from hf_lrlaw.curves import LossCurve
+from hf_lrlaw.laws import Law, LawError, available_laws, get_law
+from hf_lrlaw.laws.base import Param
+
+if TYPE_CHECKING:
+    from hf_lrlaw.schedules import Schedule
+
+__all__ = ["fit", "Fit", "FitError", "GoodnessOfFit", "HUBER_DELTA", "SCHEMA"]
+
+SCHEMA = "hf_lrlaw.fit/1"
+HUBER_DELTA = 1e-3
+ANNEAL_SEEN = 0.02  # an LR drop below 2% of the peak does not tell the annealing coefficient
+MAX_QUADRATURE = 8  # points used to average a prediction over a logging window
+
+
+class FitError(ValueError):
+    """The curves cannot be fitted as asked; the message says why."""
+
+
+# -- data ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _CurveData:
+    curve: LossCurve
+    prep: Any
+    y: np.ndarray
+    window: sparse.csr_matrix | None  # maps predictions at quadrature steps to logged means
+
+
+def _quadrature(steps: np.ndarray, windows: np.ndarray) -> tuple[np.ndarray, sparse.csr_matrix]:
+    """Steps at which to evaluate a law, and the matrix averaging them over each window."""
+    q = np.minimum(windows, MAX_QUADRATURE)
+    rows = np.repeat(np.arange(len(steps)), q)
+    within = np.arange(q.sum()) - np.repeat(np.cumsum(q) - q, q)
+    first = np.repeat(steps - windows + 1, q)
+    at = first + np.floor((within + 0.5) * np.repeat(windows / q, q)).astype(np.int64)
+    eval_steps, cols = np.unique(at, return_inverse=True)
+    weights = 1.0 / np.repeat(q, q)
+    matrix = sparse.csr_matrix((weights, (rows, cols)), shape=(len(steps), len(eval_steps)))
+    return eval_steps, matrix
+
+
+def _prepare(law: Law, curve: LossCurve) -> _CurveData:
+    if curve.windows is None or np.all(curve.windows == 1):
+        return _CurveData(curve, law.prepare(curve.lrs, curve.steps), curve.losses, None)
+    eval_steps, matrix = _quadrature(curve.steps, curve.windows)
+    return _CurveData(curve, law.prepare(curve.lrs, eval_steps), curve.losses, matrix)
+
+
+def _as_curves(curves: LossCurve | Iterable[LossCurve]) -> list[LossCurve]:
+    if isinstance(curves, LossCurve):
+        return [curves]
+    out = list(curves)
+    for c in out:
+        if not isinstance(c, LossCurve):
+            raise FitError(f"fit() takes LossCurve objects, got {type(c).__name__}")
+    if not out:
+        raise FitError("fit() needs at least one loss curve")
+    return out
+
+
+# -- parameter transforms ------------------------------------------------------------------
+
+
+class _Space:
+    """Natural parameters <-> search space (log for positive scale parameters)."""
+
+    def __init__(self, params: Sequence[Param], loss_floor: float):
+        self.params = tuple(params)
+        self.is_log = np.array([p.log for p in params])
+        lower = np.array([p.lower for p in params], dtype=float)
+        upper = np.array([loss_floor * (1 - 1e-9) if p.upper is None else p.upper for p in params])
+        self.lower, self.upper = lower, upper
+        self.x_lower = np.where(self.is_log, np.log(np.maximum(lower, 1e-300)), lower)
+        self.x_upper = np.where(self.is_log, np.log(upper), upper)
+
+    def to_x(self, theta: np.ndarray) -> np.ndarray:
+        theta = np.clip(theta, self.lower, self.upper)
+        x = np.where(self.is_log, np.log(np.maximum(theta, 1e-300)), theta)
+        return np.clip(x, self.x_lower, self.x_upper)
+
+    def to_theta(self, x: np.ndarray) -> np.ndarray:
+        return np.where(self.is_log, np.exp(np.where(self.is_log, x, 0.0)), x)
+
+    def dtheta_dx(self, theta: np.ndarray) -> np.ndarray:
+        return np.where(self.is_log, theta, 1.0)
+
+    @property
+    def bounds(self) -> list[tuple[float, float]]:
+        return list(zip(self.x_lower, self.x_upper))
+
+
+# -- objective -----------------------------------------------------------------------------
+
+
+def _safe_log(pred: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """log(pred), continued smoothly below ``floor`` so that bad parameters get a finite cost.
+
+    Returns the log and its derivative with respect to ``pred``.
+    """
+    ok = pred > floor
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_p = np.where(ok, np.log(np.where(ok, pred, 1.0)), math.log(floor) + pred / floor - 1)
+        dlog = np.where(ok, 1.0 / np.where(ok, pred, 1.0), 1.0 / floor)
+    return log_p, dlog
+
+
+class _Objective:
+    def __init__(self, law: Law, data: Sequence[_CurveData], space: _Space, delta: float,
+                 point_weights: Sequence[np.ndarray]):
+        self.law, self.data, self.space, self.delta = law, data, space, delta
+        self.weights = point_weights
+        self.floor = 1e-3 * min(float(d.y.min()) for d in data)
+        self.log_y = [np.log(d.y) for d in data]
+
+    def _pred_jac(self, theta: np.ndarray, d: _CurveData) -> tuple[np.ndarray, np.ndarray]:
+        pred, jac = self.law.jacobian(theta, d.prep)
+        if d.window is not None:
+            pred, jac = d.window @ pred, d.window @ jac
+        return pred, jac
+
+    def residuals(self, x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per curve: residuals log(pred) - log(loss) and their Jacobian in search space."""
+        theta = self.space.to_theta(x)
+        chain = self.space.dtheta_dx(theta)
+        res, jacs = [], []
+        for d, log_y in zip(self.data, self.log_y):
+            pred, jac = self._pred_jac(theta, d)
+            log_p, dlog = _safe_log(pred, self.floor)
+            res.append(log_p - log_y)
+            jacs.append(jac * (dlog[:, None] * chain[None, :]))
+        return res, jacs
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        res, jacs = self.residuals(x)
+        delta = self.delta
+        value, grad = 0.0, np.zeros(len(x))
+        for r, j, w in zip(res, jacs, self.weights):
+            a = np.abs(r)
+            rho = np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+            value += float(w @ rho)
+            grad += (w * np.clip(r, -delta, delta)) @ j
+        scale = 1.0 / delta**2
+        if not np.isfinite(value):
+            return 1e30, np.zeros(len(x))
+        return value * scale, grad * scale
+
+
+def _minimise(obj: _Objective, starts: np.ndarray) -> tuple[np.ndarray, float, int]:
+    best_x, best_f, n_ok = None, np.inf, 0
+    for theta0 in starts:
+        x0 = obj.space.to_x(np.asarray(theta0, dtype=float))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = minimize(
+                obj, x0, jac=True, method="L-BFGS-B", bounds=obj.space.bounds,
+                options={"maxiter": 3000, "ftol": 1e-13, "gtol": 1e-9, "maxcor": 20},
+            )
+        if np.isfinite(res.fun):
+            n_ok += 1
+            if res.fun < best_f:
+                best_x, best_f = res.x, float(res.fun)
+    if best_x is None:
+        raise FitError("every start of the fit failed (non-finite objective); check the curves")
+    return best_x, best_f, n_ok
+
+
+# -- goodness of fit and uncertainty ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GoodnessOfFit:
+    """How well the fitted law matches the curves it was fitted on.
+
+    ``mean_rel_error`` / ``worst_rel_error``: mean and max of ``|pred - loss| / loss`` over
+    all points; ``per_curve`` maps a curve name to its own (mean, worst) pair.
+    """
+
+    r2: float
+    mean_rel_error: float
+    worst_rel_error: float
+    n_points: int
+    per_curve: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def _goodness(preds: Sequence[np.ndarray], data: Sequence[_CurveData]) -> GoodnessOfFit:
+    y = np.concatenate([d.y for d in data])
+    p = np.concatenate(preds)
+    rel = np.abs(p - y) / y
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - float(np.sum((p - y) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
+    per = {}
+    for k, (pc, d) in enumerate(zip(preds, data)):
+        rc = np.abs(pc - d.y) / d.y
+        per[d.curve.name or f"curve{k}"] = (float(rc.mean()), float(rc.max()))
+    return GoodnessOfFit(r2, float(rel.mean()), float(rel.max()), len(y), per)
+
+
+def _laplace(obj: _Objective, x: np.ndarray) -> tuple[np.ndarray, float, float, list[bool]]:
+    """Parameter covariance in search space, residual scale, lag-1 autocorrelation, and which
+    parameters the data determine."""
+    res, jacs = obj.residuals(x)
+    r = np.concatenate(res)
+    jac = np.vstack(jacs)
+    n, p = jac.shape
+    # Huber M-estimator: covariance = E[psi^2] / E[psi']^2 * (J^T J)^-1.
+    psi = np.clip(r, -obj.delta, obj.delta)
+    inside = max(float(np.mean(np.abs(r) <= obj.delta)), 1.0 / n)
+    dof = max(n - p, 1)
+    s2 = float(psi @ psi) / dof / inside**2
+    num = sum(float(rc[1:] @ rc[:-1]) for rc in res if len(rc) > 1)
+    den = sum(float(rc @ rc) for rc in res)
+    rho = float(np.clip(num / den, 0.0, 0.98)) if den > 0 else 0.0
+    inflate = (1 + rho) / (1 - rho)
+    info = jac.T @ jac
+    # Scale-free eigen-analysis: directions the data barely constrain get the prior-free
+    # fallback variance of the search box instead of a confident number.
+    scale = np.sqrt(np.maximum(np.diag(info), 1e-300))
+    corr = info / np.outer(scale, scale)
+    vals, vecs = np.linalg.eigh(corr)
+    weak = vals < 1e-10 * vals.max()
+    inv_vals = np.where(weak, 0.0, 1.0 / np.where(weak, 1.0, vals))
+    cov = (vecs * inv_vals) @ vecs.T / np.outer(scale, scale) * s2 * inflate
+    box = (obj.space.x_upper - obj.space.x_lower) / 4.0
+    if np.any(weak):
+        null = vecs[:, weak]
+        touched = np.abs(null).max(axis=1) > 0.1
+        cov = cov + np.diag(np.where(touched, box**2, 0.0))
+    std = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    determined = [bool(s < 0.5 * b) for s, b in zip(std, box)]
+    return cov, math.sqrt(s2), rho, determined
+
+
+def _scatter(residuals: np.ndarray) -> float:
+    """Robust scale of the data around the fit, in log-loss units (relative error)."""
+    if len(residuals) < 3:
+        return float(np.sqrt(np.mean(residuals**2))) if len(residuals) else 0.0
+    mad = 1.4826 * float(np.median(np.abs(residuals - np.median(residuals))))
+    clip = 3 * mad if mad > 0 else np.inf
+    return float(np.sqrt(np.mean(np.clip(residuals, -clip, clip) ** 2)))
+
+
+# -- the Fit -------------------------------------------------------------------------------
+
+
+@dataclass
+class Fit:
+    """A fitted law: parameters with uncertainty, goodness of fit, and predictions.
+
+    Predictions take the per-step LRs of a run (an array, a :class:`~hf_lrlaw.Schedule`, or a
+    :class:`~hf_lrlaw.LossCurve`) and the steps to predict at (default: the last step).
+    Intervals (``level`` = 0.9 by default) combine the Laplace parameter uncertainty with the
+    scatter of the fitted data around the law (``scatter``, relative).
+    """
+
+    law: str
+    params: dict[str, float]
+    law_options: dict[str, Any]
+    cov: np.ndarray  # covariance of the search-space parameters (log for positive ones)
+    log_params: tuple[bool, ...]
+    bounds: tuple[tuple[float, float], ...]  # natural-space bounds used in the fit
+    goodness: GoodnessOfFit
+    scatter: float
+    autocorrelation: float
+    determined: dict[str, bool]
+    annealing_identified: bool
+    notes: list[str] = field(default_factory=list)
+    curves: list[dict[str, Any]] = field(default_factory=list)
+    selection: dict[str, Any] | None = None
+    objective: float = float("nan")
+    fit_seconds: float = float("nan")
+    prior: dict[str, Any] | None = None
+
+    # -- parameters ------------------------------------------------------------------------
+    @property
+    def law_object(self) -> Law:
+        return get_law(self.law, **self.law_options)
+
+    @property
+    def theta(self) -> np.ndarray:
+        names = [p.name for p in self.law_object.params]
+        return np.array([self.params[n] for n in names])
+
+    def _space_x(self) -> np.ndarray:
+        t = self.theta
+        return np.where(self.log_params, np.log(np.maximum(t, 1e-300)), t)
+
+    def param_intervals(self, level: float = 0.9) -> dict[str, tuple[float, float]]:
+        """Each parameter's interval at ``level`` (log-normal for positive scale parameters)."""
+        z = norm.ppf(0.5 + level / 2)
+        x, std = self._space_x(), np.sqrt(np.maximum(np.diag(self.cov), 0.0))
+        lo, hi = x - z * std, x + z * std
+        out = {}
+        for k, name in enumerate(self.params):
+            if self.log_params[k]:
+                a, b = math.exp(max(lo[k], -700)), math.exp(min(hi[k], 700))
+            else:
+                a, b = lo[k], hi[k]
+            blo, bhi = self.bounds[k]
+            out[name] = (max(a, blo), min(b, bhi))
+        return out
+
+    # -- prediction ------------------------------------------------------------------------
+    def predict(self, lrs: np.ndarray | Schedule | LossCurve, steps: Any = None) -> np.ndarray:
+        """Predicted loss at ``steps`` (default: the last step) of a run with these per-step LRs."""
+        law, (lr_arr, st) = self.law_object, _lrs_and_steps(lrs, steps)
+        return law.predict(self.theta, law.prepare(lr_arr, st))
+
+    def predict_interval(
+        self, lrs: np.ndarray | Schedule | LossCurve, steps: Any = None, level: float = 0.9
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(mean, low, high)`` at ``steps``; see the class docstring for what the band holds."""
+        law, (lr_arr, st) = self.law_object, _lrs_and_steps(lrs, steps)
+        return self._interval(law, law.prepare(lr_arr, st), level)
+
+    def predict_final(
+        self, schedules: Sequence[np.ndarray | Schedule] | np.ndarray, level: float = 0.9
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(mean, low, high)`` of the final loss of many schedules, vectorised per horizon."""
+        law = self.law_object
+        rows = _lr_rows(schedules)
+        mean, low, high = (np.empty(len(rows)) for _ in range(3))
+        by_len: dict[int, list[int]] = {}
+        for i, r in enumerate(rows):
+            by_len.setdefault(len(r), []).append(i)
+        for idx in by_len.values():
+            block = np.stack([rows[i] for i in idx])
+            for chunk in np.array_split(np.arange(len(idx)), max(1, len(idx) // 512)):
+                m, lo, hi = self._interval(law, law.prepare_final(block[chunk]), level)
+                sel = np.asarray(idx)[chunk]
+                mean[sel], low[sel], high[sel] = m, lo, hi
+        return mean, low, high
+
+    def _interval(self, law: Law, prep: Any, level: float):
+        theta = self.theta
+        pred, jac = law.jacobian(theta, prep)
+        jac_x = jac * np.where(self.log_params, theta, 1.0)[None, :]
+        var = np.einsum("ij,jk,ik->i", jac_x, self.cov, jac_x)
+        z = norm.ppf(0.5 + level / 2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = np.sqrt(np.maximum(var, 0.0)) / np.abs(pred)
+        sd_log = np.sqrt(rel**2 + self.scatter**2)
+        low, high = pred * np.exp(-z * sd_log), pred * np.exp(z * sd_log)
+        name = getattr(law, "annealing_param", None)
+        if name and not self.annealing_identified:
+            # The data cannot tell how much annealing helps: anything from no gain at all
+            # (annealing term off) down to the irreducible loss is possible.
+            k = [p.name for p in law.params].index(name)
+            off = theta.copy()
+            off[k] = 0.0
+            no_gain = law.predict(off, prep)
+            l0_low = self.param_intervals(level)["L0"][0]
+            high = np.maximum(high, no_gain * np.exp(z * self.scatter))
+            low = np.minimum(low, np.full_like(low, l0_low))
+        return pred, low, high
+
+    # -- reporting -------------------------------------------------------------------------
+    def summary(self) -> str:
+        """A few lines a person can read: law, parameters with intervals, fit quality, flags."""
+        g = self.goodness
+        lines = [
+            f"{self.law} law fitted on {len(self.curves)} curve(s), {g.n_points} points "
+            f"({self.fit_seconds:.2f} s)",
+            f"  R^2 {g.r2:.5f}, mean rel. error {g.mean_rel_error:.5f}, "
+            f"worst {g.worst_rel_error:.5f}, scatter {self.scatter:.5f}",
+        ]
+        for name, (lo, hi) in self.param_intervals().items():
+            flag = "" if self.determined.get(name, True) else "  (not determined by the data)"
+            lines.append(f"  {name:>6} = {self.params[name]:.6g}  [{lo:.4g}, {hi:.4g}]{flag}")
+        if self.selection:
+            lines.append(f"  chosen by: {self.selection.get('reason', '')}")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    # -- persistence -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        g = self.goodness
+        return {
+            "schema": SCHEMA,
+            "law": self.law,
+            "law_options": self.law_options,
+            "params": self.params,
+            "cov": self.cov.tolist(),
+            "log_params": list(self.log_params),
+            "bounds": [list(b) for b in self.bounds],
+            "goodness": {
+                "r2": g.r2,
+                "mean_rel_error": g.mean_rel_error,
+                "worst_rel_error": g.worst_rel_error,
+                "n_points": g.n_points,
+                "per_curve": {k: list(v) for k, v in g.per_curve.items()},
+            },
+            "scatter": self.scatter,
+            "autocorrelation": self.autocorrelation,
+            "determined": self.determined,
+            "annealing_identified": self.annealing_identified,
+            "notes": self.notes,
+            "curves": self.curves,
+            "selection": self.selection,
+            "objective": self.objective,
+            "fit_seconds": self.fit_seconds,
+            "prior": self.prior,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Fit:
+        schema = data.get("schema")
+        if schema != SCHEMA:
+            raise FitError(f"not a saved Fit of schema {SCHEMA!r} (found {schema!r})")
+        try:
+            g = data["goodness"]
+            goodness = GoodnessOfFit(
+                g["r2"], g["mean_rel_error"], g["worst_rel_error"], g["n_points"],
+                {k: tuple(v) for k, v in g.get("per_curve", {}).items()},
+            )
+            out = cls(
+                law=data["law"],
+                params={k: float(v) for k, v in data["params"].items()},
+                law_options=dict(data["law_options"]),
+                cov=np.asarray(data["cov"], dtype=float),
+                log_params=tuple(bool(b) for b in data["log_params"]),
+                bounds=tuple((float(a), float(b)) for a, b in data["bounds"]),
+                goodness=goodness,
+                scatter=float(data["scatter"]),
+                autocorrelation=float(data["autocorrelation"]),
+                determined={k: bool(v) for k, v in data["determined"].items()},
+                annealing_identified=bool(data["annealing_identified"]),
+                notes=list(data.get("notes", [])),
+                curves=list(data.get("curves", [])),
+                selection=data.get("selection"),
+                objective=float(data.get("objective", float("nan"))),
+                fit_seconds=float(data.get("fit_seconds", float("nan"))),
+                prior=data.get("prior"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FitError(f"saved Fit is incomplete or malformed: {exc!r}") from None
+        try:
+            out.law_object  # noqa: B018 - validates law name and options
+        except LawError as exc:
+            raise FitError(f"saved Fit names a law this version cannot build: {exc}") from None
+        return out
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the Fit as versioned JSON, atomically (no half-written file on failure)."""
+        path = Path(path)
+        text = json.dumps(self.to_dict(), indent=1, allow_nan=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Fit:
+        """Read a Fit written by :meth:`save`."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise FitError(f"{path}: no such file") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise FitError(f"{path}: not a readable JSON file ({exc})") from None
+        if isinstance(data, dict) and "fit" in data and "schema" not in data:
+            data = data["fit"]  # a record that embeds its latest fit
+        if not isinstance(data, dict):
+            raise FitError(f"{path}: expected a JSON object")
+        return cls.from_dict(data)
+
+
+def _lrs_and_steps(lrs: Any, steps: Any) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(lrs, LossCurve):
+        arr = lrs.lrs
+    elif hasattr(lrs, "lrs") and callable(lrs.lrs):
+        arr = lrs.lrs()
+    else:
+        arr = np.asarray(lrs, dtype=np.float64)
+    if arr.ndim != 1 or len(arr) == 0:
+        raise FitError("predict() needs a one-dimensional, non-empty per-step LR array")
+    if np.any(~np.isfinite(arr)) or np.any(arr < 0):
+        raise FitError("predict(): learning rates must be finite and >= 0")
+    if steps is None:
+        st = np.array([len(arr) - 1])
+    else:
+        st = np.atleast_1d(np.asarray(steps, dtype=np.int64))
+        if np.any(st < 0) or np.any(st >= len(arr)):
+            raise FitError(f"predict(): steps must lie in 0..{len(arr) - 1}, the LR array's range")
+    return arr, st
+
+
+def _lr_rows(schedules: Any) -> list[np.ndarray]:
+    if isinstance(schedules, np.ndarray) and schedules.ndim == 2:
+        return list(schedules.astype(np.float64))
+    return [_lrs_and_steps(s, None)[0] for s in schedules]
+
+
+# -- fit() ---------------------------------------------------------------------------------
+
+
+def fit(
+    curves: LossCurve | Iterable[LossCurve],
+    law: str | Law = "auto",
+    *,
+    law_options: Mapping[str, Any] | None = None,
+    n_starts: int = 4,
+    weights: str = "points",
+    delta: float = HUBER_DELTA,
+) -> Fit:
+    """Fit ``law`` jointly to ``curves`` (shared parameters) and return a :class:`Fit`.
+
+    Args:
+        curves: one or more :class:`LossCurve` (all points up to each curve's last step).
+        law: "momentum" (Tissue et al. 2024), "multipower" (Luo et al. 2025), "power" (no
+            annealing term), a Law object, or "auto": with two or more curves, the law with the
+            lowest leave-one-curve-out error of the final loss; with one curve, "momentum".
+        law_options: passed to the law (e.g. ``{"lam": 0.999, "warmup": "peak"}``).
+        n_starts: L-BFGS-B starts, from a variable-projection grid.
+        weights: "points" (every point counts once, as in the papers) or "curves" (every curve
+            counts the same whatever its number of points).
+        delta: the Huber threshold on ``log(pred) - log(loss)``.
+    """
+    curves = _as_curves(curves)
+    if law == "auto":
+        return _fit_auto(curves, law_options or {}, n_starts, weights, delta)
+    return _fit_one(curves, law, dict(law_options or {}), n_starts, weights, delta)
+
+
+def _fit_one(
+    curves: list[LossCurve],
+    law_name: str | Law,
+    law_options: dict[str, Any],
+    n_starts: int,
+    weights: str,
+    delta: float,
+) -> Fit:
+    t0 = time.perf_counter()
+    try:
+        law = get_law(law_name, **law_options)
+    except LawError as exc:
+        raise FitError(str(exc)) from None
+    if weights not in ("points", "curves"):
+        raise FitError(f"weights must be 'points' or 'curves', got {weights!r}")
+    used = [c for c in curves if len(c)]
+    n_points = sum(len(c) for c in used)
+    n_params = len(law.params)
+    if n_points < n_params + 1:
+        raise FitError(
+            f"the {law.name} law has {n_params} parameters and needs at least {n_params + 1} "
+            f"loss points; the curves hold {n_points}"
+        )
+    for c in used:
+        s1 = np.cumsum(c.lrs)[c.steps]
+        if np.any(s1 <= 0):
+            raise FitError(
+                f"curve {c.name!r}: a loss is observed at step {int(c.steps[np.argmax(s1 <= 0)])}"
+                " before any training at a non-zero LR; drop that point"
+            )
+    data = [_prepare(law, c) for c in used]
+    if weights == "points":
+        point_w = [np.ones(len(d.y)) for d in data]
+    else:
+        mean_n = n_points / len(data)
+        point_w = [np.full(len(d.y), mean_n / len(d.y)) for d in data]
+    floor = min(float(d.y.min()) for d in data)
+    space = _Space(law.params, floor)
+    obj = _Objective(law, data, space, delta, point_w)
+    starts = law.initial_guesses([d.prep for d in data], [d.y for d in data], n_starts)
+    if len(starts) == 0:
+        raise FitError(f"could not find a starting point for the {law.name} law on these curves")
+    x, fval, _ = _minimise(obj, starts)
+    theta = space.to_theta(x)
+    cov, _, rho, determined = _laplace(obj, x)
+    res, _ = obj.residuals(x)
+    preds = [np.exp(r + ly) for r, ly in zip(res, obj.log_y)]
+    names = [p.name for p in law.params]
+
+    anneal_seen = max(law.anneal_signal(d.prep) for d in data)
+    notes: list[str] = []
+    a_name = getattr(law, "annealing_param", None)
+    identified = True
+    if a_name:
+        k = names.index(a_name)
+        if anneal_seen < ANNEAL_SEEN:
+            identified = False
+            determined[k] = False
+            notes.append(
+                f"annealing coefficient {a_name} is not determined: the fitted curves show an LR "
+                f"decay of {anneal_seen:.1%} of the peak at most; predictions for schedules "
+                "that anneal span from no annealing gain down to L0"
+            )
+        elif not determined[k]:
+            identified = False
+            notes.append(f"annealing coefficient {a_name} is poorly determined by these curves")
+    for k, name in enumerate(names):
+        if not determined[k] and name != a_name:
+            notes.append(f"parameter {name} is not determined by these curves")
+    for k, p in enumerate(space.params):
+        at_lower = x[k] <= space.x_lower[k] + 1e-6 * max(1.0, abs(space.x_lower[k]))
+        at_upper = x[k] >= space.x_upper[k] - 1e-6 * max(1.0, abs(space.x_upper[k]))
+        if (at_lower or at_upper) and not (name_is_annealing(p, a_name) and not identified):
+            notes.append(f"parameter {p.name} sits at its {'lower' if at_lower else 'upper'} bound")
+
+    return Fit(
+        law=law.name,
+        params={n: float(v) for n, v in zip(names, theta)},
+        law_options=law.options(),
+        cov=cov,
+        log_params=tuple(bool(b) for b in space.is_log),
+        bounds=tuple((float(a), float(b)) for a, b in zip(space.lower, space.upper)),
+        goodness=_goodness(preds, data),
+        scatter=_scatter(np.concatenate(res)),
+        autocorrelation=rho,
+        determined={n: bool(d) for n, d in zip(names, determined)},
+        annealing_identified=identified,
+        notes=notes,
+        curves=[_curve_summary(c) for c in used],
+        objective=fval,
+        fit_seconds=time.perf_counter() - t0,
+    )
+
+
+def name_is_annealing(p: Param, a_name: str | None) -> bool:
+    return a_name is not None and p.name == a_name
+
+
+def _curve_summary(c: LossCurve) -> dict[str, Any]:
+    seen = c.observed_lrs()
+    return {
+        "name": c.name,
+        "n_points": len(c),
+        "last_step": c.last_step,
+        "total_steps": len(c.lrs),
+        "peak_lr": float(seen.max()) if len(seen) else 0.0,
+        "final_loss": float(c.losses[-1]) if len(c) else None,
+    }
+
+
+def _fit_auto(
+    curves: list[LossCurve], law_options: Mapping[str, Any], n_starts: int, weights: str,
+    delta: float,
+) -> Fit:
+    if law_options:
+        raise FitError("law_options cannot be combined with law='auto'; name the law")
+    used = [c for c in curves if len(c)]
+    if len(used) < 2:
+        chosen = _fit_one(curves, "momentum", {}, n_starts, weights, delta)
+        chosen.selection = {
+            "method": "default",
+            "reason": "one curve: no leave-one-curve-out comparison is possible; the momentum "
+            "law (fewest parameters that model annealing) is the default",
+        }
+        return chosen
+    errors: dict[str, float | None] = {}
+    for name in available_laws():
+        errs = []
+        for i, held in enumerate(used):
+            rest = used[:i] + used[i + 1 :]
+            try:
+                f = _fit_one(rest, name, {}, n_starts, weights, delta)
+            except FitError:
+                errs = []
+                break
+            pred = f.predict(held.lrs, held.steps[-1:])[0]
+            errs.append(abs(pred - held.losses[-1]) / held.losses[-1])
+        errors[name] = float(np.mean(errs)) if errs else None
+    ranked = sorted((e, n) for n, e in errors.items() if e is not None)
+    if not ranked:
+        raise FitError("no law could be fitted with one curve left out; give more points")
+    best_err, best = ranked[0]
+    chosen = _fit_one(curves, best, {}, n_starts, weights, delta)
+    table = ", ".join(f"{n} {e:.4%}" for e, n in ranked)
+    chosen.selection = {
+        "method": "leave-one-curve-out",
+        "errors": errors,
+        "reason": f"lowest mean leave-one-curve-out error of the final loss ({table})",
+    }
+    return chosen

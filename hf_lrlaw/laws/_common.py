@@ -1,0 +1,74 @@
+"""Small numeric helpers shared by the laws."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.optimize import lsq_linear
+
+from hf_lrlaw.laws.areas import lr_area, with_warmup_at_peak
+
+WARMUP_MODES = ("peak", "actual")
+
+
+def warmup_end_rows(lrs: np.ndarray) -> np.ndarray:
+    """:func:`~hf_lrlaw.laws.areas.warmup_end` of every row of a 2-D array, vectorised."""
+    lrs = np.atleast_2d(np.asarray(lrs, dtype=np.float64))
+    n, t = lrs.shape
+    if t < 2:
+        return np.zeros(n, dtype=np.int64)
+    fall = np.diff(lrs, axis=1) < 0
+    rise_end = np.where(fall.any(axis=1), np.argmax(fall, axis=1) + 1, t)
+    in_rise = np.arange(t)[None, :] < rise_end[:, None]
+    top = np.max(np.where(in_rise, lrs, -np.inf), axis=1)
+    return np.argmax((lrs >= top[:, None]) & in_rise, axis=1)
+
+
+def warmup_peak_rows(lrs: np.ndarray) -> np.ndarray:
+    """:func:`~hf_lrlaw.laws.areas.with_warmup_at_peak` on every row of a 2-D array."""
+    lrs = np.atleast_2d(np.asarray(lrs, dtype=np.float64))
+    w = warmup_end_rows(lrs)
+    at_w = lrs[np.arange(len(lrs)), w][:, None]
+    return np.where(np.arange(lrs.shape[1])[None, :] < w[:, None], at_w, lrs)
+
+
+def s1_areas(lrs: np.ndarray, warmup: str) -> np.ndarray:
+    """S1 at every step with the warmup counted as the law's option says."""
+    return lr_area(with_warmup_at_peak(lrs) if warmup == "peak" else lrs)
+
+
+def anneal_signal(lrs: np.ndarray, last_step: int) -> float:
+    """Largest drop of the LR below its running maximum up to ``last_step``, relative to the peak."""
+    seen = np.asarray(lrs[: last_step + 1], dtype=np.float64)
+    if len(seen) == 0 or seen.max() <= 0:
+        return 0.0
+    return float(np.max(np.maximum.accumulate(seen) - seen) / seen.max())
+
+
+def check_warmup(warmup: str) -> str:
+    from hf_lrlaw.laws.base import LawError
+
+    if warmup not in WARMUP_MODES:
+        raise LawError(f"warmup must be one of {WARMUP_MODES}, got {warmup!r}")
+    return warmup
+
+
+def projected_starts(
+    bases: Sequence[np.ndarray],
+    losses: Sequence[np.ndarray],
+    lower: np.ndarray,
+    upper: np.ndarray,
+) -> tuple[np.ndarray, float]:
+    """Bounded linear least squares of relative residuals for the parameters a law is linear in.
+
+    ``bases[i]`` is the (points, linear params) design of curve ``i``; rows are divided by the
+    observed loss so the residual approximates ``log(pred) - log(loss)``. Returns the solution and
+    its residual sum of squares.
+    """
+    a = np.vstack([b / y[:, None] for b, y in zip(bases, losses)])
+    rhs = np.concatenate([np.ones(len(y)) for y in losses])
+    if not np.all(np.isfinite(a)):
+        return np.full(a.shape[1], np.nan), np.inf
+    res = lsq_linear(a, rhs, bounds=(lower, upper), method="bvls")
+    return res.x, float(np.sum(res.fun**2))

@@ -1,0 +1,197 @@
+"""Areas under a learning-rate curve, the features every law is built from.
+
+All functions take the per-step LR array (index = optimizer update, from 0) and work in O(T)
+with cumulative sums and a first-order linear filter; none loops over steps in Python.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.signal import lfilter
+
+__all__ = [
+    "warmup_end",
+    "with_warmup_at_peak",
+    "lr_area",
+    "momentum_area",
+    "lr_drops",
+    "DropBins",
+    "bin_drops",
+    "bin_final_drops",
+    "lr_floor",
+]
+
+
+def warmup_end(lrs: np.ndarray) -> int:
+    """Number of leading warmup steps: the rising prefix before the LR first reaches its top.
+
+    The warmup is the prefix over which the LR is non-decreasing and below the LR it first
+    plateaus or peaks at; for a run with no warmup it is 0.
+    """
+    lrs = np.asarray(lrs, dtype=np.float64)
+    if len(lrs) < 2:
+        return 0
+    falls = np.flatnonzero(np.diff(lrs) < 0)
+    rise_end = int(falls[0]) + 1 if len(falls) else len(lrs)  # first index after the rise
+    top = lrs[:rise_end].max()
+    reached = np.flatnonzero(lrs[:rise_end] >= top)
+    return int(reached[0])
+
+
+def with_warmup_at_peak(lrs: np.ndarray) -> np.ndarray:
+    """The LRs with the warmup steps set to the LR the warmup reaches (Tissue et al.'s choice)."""
+    lrs = np.asarray(lrs, dtype=np.float64)
+    w = warmup_end(lrs)
+    if w == 0:
+        return lrs
+    out = lrs.copy()
+    out[:w] = lrs[w]
+    return out
+
+
+def lr_area(lrs: np.ndarray) -> np.ndarray:
+    """S1 at every step: ``cumsum(lrs)``, the area under the LR curve up to and including it."""
+    return np.cumsum(np.asarray(lrs, dtype=np.float64), axis=-1)
+
+
+def momentum_area(lrs: np.ndarray, lam: float = 0.999) -> np.ndarray:
+    """S2 of Tissue et al. at every step, the annealing area with momentum.
+
+    ``m_i = lam * m_{i-1} + (lrs[i-1] - lrs[i])`` (``m_0 = 0``) and ``S2 = cumsum(m)``. Works on
+    the last axis, so a 2-D array of many schedules is filtered in one call.
+    """
+    lrs = np.asarray(lrs, dtype=np.float64)
+    drops = np.zeros_like(lrs)
+    drops[..., 1:] = lrs[..., :-1] - lrs[..., 1:]
+    m = lfilter([1.0], [1.0, -lam], drops, axis=-1)
+    return np.cumsum(m, axis=-1)
+
+
+def momentum_area_final(lrs: np.ndarray, lam: float = 0.999) -> np.ndarray:
+    """S2 at the last step only, as one matrix-vector product (for ranking many schedules).
+
+    ``S2(T-1) = sum_i d_i (1 - lam**(T-i)) / (1 - lam)`` with ``d_i = lrs[i-1] - lrs[i]``.
+    """
+    lrs = np.asarray(lrs, dtype=np.float64)
+    n = lrs.shape[-1]
+    drops = np.zeros_like(lrs)
+    drops[..., 1:] = lrs[..., :-1] - lrs[..., 1:]
+    weights = (1.0 - lam ** (n - np.arange(n))) / (1.0 - lam)
+    return drops @ weights
+
+
+def lr_drops(lrs: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Steps ``k >= max(start, 1)`` where the LR changes, and the drop ``lrs[k-1] - lrs[k]`` there."""
+    lrs = np.asarray(lrs, dtype=np.float64)
+    d = np.zeros_like(lrs)
+    d[1:] = lrs[:-1] - lrs[1:]
+    d[: max(start, 1)] = 0.0
+    ks = np.flatnonzero(d)
+    return ks, d[ks]
+
+
+class DropBins:
+    """LR changes grouped into bins, each summarised by its total drop and drop-weighted means.
+
+    Attributes (one entry per bin): ``drop`` (sum of drops), ``area_before`` (drop-weighted mean
+    of ``cumsum(lrs)[k-1]``), ``log_lr`` (drop-weighted mean of ``log lrs[k]``), ``last`` (the last
+    step in the bin; the bin contributes to the loss at steps >= ``last``).
+    """
+
+    __slots__ = ("drop", "area_before", "log_lr", "last", "exact")
+
+    def __init__(self, drop, area_before, log_lr, last, exact):
+        self.drop = drop
+        self.area_before = area_before
+        self.log_lr = log_lr
+        self.last = last
+        self.exact = exact
+
+    def __len__(self) -> int:
+        return len(self.drop)
+
+
+def _bin_starts(ks: np.ndarray, dist: np.ndarray, sign: np.ndarray, group: np.ndarray,
+                max_len: int) -> np.ndarray:
+    """Indices where a new bin starts among changes sorted by (group, k).
+
+    ``dist`` is the distance from each change to the evaluated step it serves; bins grow
+    geometrically with it (1, 1, 2, 2, 4, 4, ... steps) up to ``max_len``.
+    """
+    level = np.floor(np.log2(dist + 1.0)).astype(np.int64)
+    chunk = np.where(level <= np.log2(max_len), dist >> level, (dist // max_len) << 8)
+    key = np.stack([group, np.minimum(level, 62), chunk, sign, ks // max_len])
+    new = np.ones(len(ks), dtype=bool)
+    new[1:] = np.any(key[:, 1:] != key[:, :-1], axis=0)
+    return np.flatnonzero(new)
+
+
+def _summarise(d, area, log_eta, ks, starts) -> tuple[np.ndarray, ...]:
+    drop = np.add.reduceat(d, starts)
+    ok = drop != 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        area_b = np.where(ok, np.add.reduceat(d * area, starts) / drop, 0.0)
+        log_b = np.where(ok, np.add.reduceat(d * log_eta, starts) / drop, 0.0)
+    last = ks[np.r_[starts[1:] - 1, len(ks) - 1]]
+    return drop[ok], area_b[ok], log_b[ok], last[ok].astype(np.int64), ok
+
+
+def bin_drops(
+    lrs: np.ndarray,
+    eval_steps: np.ndarray,
+    start: int = 0,
+    exact: bool = False,
+    max_len: int = 256,
+) -> DropBins:
+    """Group the LR changes of one run for the multi-power loss-drop sum at ``eval_steps``.
+
+    Bins never straddle an evaluation step and shrink geometrically towards the next one (sizes
+    ..., 4, 2, 1 steps), where the summand varies fastest; no bin is longer than ``max_len``
+    steps, and changes of opposite sign never share one. With ``exact=True`` every change is
+    its own bin.
+    """
+    lrs = np.asarray(lrs, dtype=np.float64)
+    ks, d = lr_drops(lrs, start)
+    cs = np.cumsum(lrs)
+    log_eta = np.log(np.maximum(lrs[ks], lr_floor(lrs)))
+    area = cs[ks - 1]
+    if exact or len(ks) == 0:
+        return DropBins(d, area, log_eta, ks.astype(np.int64), True)
+    eval_steps = np.unique(np.asarray(eval_steps, dtype=np.int64))
+    gap = np.searchsorted(eval_steps, ks, side="left")
+    has_next = gap < len(eval_steps)
+    dist = np.where(has_next, eval_steps[np.minimum(gap, len(eval_steps) - 1)] - ks, 1 << 40)
+    starts = _bin_starts(ks, dist, (d > 0).astype(np.int64), gap, max_len)
+    drop, area_b, log_b, last, _ = _summarise(d, area, log_eta, ks, starts)
+    return DropBins(drop, area_b, log_b, last, False)
+
+
+def bin_final_drops(
+    lrs: np.ndarray, starts_at: np.ndarray, max_len: int = 256
+) -> tuple[np.ndarray, DropBins]:
+    """:func:`bin_drops` for the last step of every row of a 2-D LR array, in one pass.
+
+    ``starts_at[i]`` is the first step whose change counts for row ``i``. Returns the row of
+    every bin and the bins (``area_before`` is relative to the row's own cumulative sum).
+    """
+    lrs = np.atleast_2d(np.asarray(lrs, dtype=np.float64))
+    t = lrs.shape[1]
+    d = np.zeros_like(lrs)
+    d[:, 1:] = lrs[:, :-1] - lrs[:, 1:]
+    d[np.arange(t)[None, :] < np.maximum(starts_at, 1)[:, None]] = 0.0
+    rows, ks = np.nonzero(d)
+    if len(ks) == 0:
+        empty = np.zeros(0)
+        return rows, DropBins(empty, empty, empty, ks, False)
+    cs = np.cumsum(lrs, axis=1)
+    dk = d[rows, ks]
+    log_eta = np.log(np.maximum(lrs[rows, ks], lr_floor(lrs)))
+    area = cs[rows, ks - 1]
+    starts = _bin_starts(ks, t - 1 - ks, (dk > 0).astype(np.int64), rows, max_len)
+    drop, area_b, log_b, last, ok = _summarise(dk, area, log_eta, ks, starts)
+    return rows[starts][ok], DropBins(drop, area_b, log_b, last, False)
+
+
+def lr_floor(lrs: np.ndarray) -> float:
+    """A tiny positive LR standing in for an LR of zero where a law takes its logarithm."""
+    return 1e-12 * max(float(np.max(lrs)), 1e-300)

@@ -1,0 +1,95 @@
+"""The protocol every law implements, and the parameter description the fitter works from."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["Param", "Law", "LawError", "Prepared"]
+
+
+class LawError(ValueError):
+    """An unknown law or a bad law option."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One law parameter: its name, natural-space bounds, and whether it is searched in log space.
+
+    ``upper=None`` on L0 means "the smallest observed loss", which the fitter fills in.
+    """
+
+    name: str
+    lower: float
+    upper: float | None
+    log: bool = True
+    doc: str = ""
+
+
+Prepared = Any
+"""A law's parameter-independent precomputation for one LR array at some steps."""
+
+
+@runtime_checkable
+class Law(Protocol):
+    """A loss-curve law ``L(step; lrs, params)``.
+
+    ``prepare`` does all the work that does not depend on the parameters (areas, LR changes),
+    once per curve; ``predict`` and ``jacobian`` are then cheap and are what the fitter calls in
+    its inner loop. Parameters are natural-space float arrays in the order of ``params``.
+    """
+
+    name: str
+    params: tuple[Param, ...]
+
+    def options(self) -> dict[str, Any]:
+        """The law's options (decay factor, warmup handling, ...), for saving a Fit."""
+        ...
+
+    def prepare(self, lrs: np.ndarray, steps: np.ndarray) -> Prepared:
+        """Precompute what ``predict`` needs for the run with per-step LRs ``lrs`` at ``steps``."""
+        ...
+
+    def predict(self, theta: np.ndarray, prep: Prepared) -> np.ndarray:
+        """Loss at the prepared steps."""
+        ...
+
+    def jacobian(self, theta: np.ndarray, prep: Prepared) -> tuple[np.ndarray, np.ndarray]:
+        """Loss at the prepared steps and its derivatives, shape (steps, params)."""
+        ...
+
+    def initial_guesses(
+        self, preps: Sequence[Prepared], losses: Sequence[np.ndarray], n: int
+    ) -> np.ndarray:
+        """Up to ``n`` starting points (rows) for the multi-start fit, from the data."""
+        ...
+
+    def prepare_final(self, lrs: np.ndarray) -> Prepared:
+        """Like ``prepare``, for the last step of every row of a 2-D LR array (many schedules of
+        one horizon), vectorised across rows: ``predict`` then gives one loss per schedule."""
+        ...
+
+    def anneal_signal(self, prep: Prepared) -> float:
+        """How much LR decay the prepared steps have seen, relative to the peak LR (0 = none)."""
+        ...
+
+
+def param_names(law: Law) -> tuple[str, ...]:
+    return tuple(p.name for p in law.params)
+
+
+def as_theta(law: Law, values: Mapping[str, float] | Sequence[float] | np.ndarray) -> np.ndarray:
+    """Parameters as the law's ordered float array (from a dict or a sequence)."""
+    names = param_names(law)
+    if isinstance(values, Mapping):
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise LawError(f"law {law.name!r} needs parameters {missing}")
+        return np.array([float(values[n]) for n in names])
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.shape != (len(names),):
+        raise LawError(f"law {law.name!r} takes {len(names)} parameters {names}, got {arr.shape}")
+    return arr

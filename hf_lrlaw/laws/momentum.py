@@ -1,0 +1,100 @@
+"""The scaling law with LR annealing of Tissue et al. 2024 (the "momentum" law).
+
+``L(s) = L0 + A * S1(s)**(-alpha) - C * S2(s)``: S1 is the area under the LR curve and S2 the
+annealing area with momentum, ``m_i = lam * m_{i-1} + (eta_{i-1} - eta_i)``, ``S2 = sum m_i``.
+Warmup: ``warmup="peak"`` counts warmup steps in S1 as if at the LR the warmup reaches (the
+paper's choice), ``"actual"`` counts their real LRs; S2 never counts the warmup's rise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from hf_lrlaw.laws._common import (
+    anneal_signal,
+    check_warmup,
+    projected_starts,
+    s1_areas,
+    warmup_peak_rows,
+)
+from hf_lrlaw.laws.areas import momentum_area, momentum_area_final, with_warmup_at_peak
+from hf_lrlaw.laws.base import LawError, Param
+
+__all__ = ["MomentumLaw"]
+
+
+class _Prep(NamedTuple):
+    s1: np.ndarray
+    s2: np.ndarray
+    anneal: float
+
+
+class MomentumLaw:
+    """Tissue et al. 2024, ``L0 + A*S1^-alpha - C*S2``; ``lam`` is the momentum decay factor."""
+
+    name = "momentum"
+    params = (
+        Param("L0", 0.0, None, log=False, doc="irreducible loss"),
+        Param("A", 1e-8, 1e8, doc="scale of the power-law term"),
+        Param("alpha", 1e-3, 5.0, doc="power-law exponent in S1"),
+        Param("C", 1e-12, 1e12, doc="loss drop per unit of annealing area S2"),
+    )
+    annealing_param = "C"
+
+    def __init__(self, lam: float = 0.999, warmup: str = "peak") -> None:
+        if not 0.0 <= lam < 1.0:
+            raise LawError(f"lam (the momentum decay factor) must be in [0, 1), got {lam}")
+        self.lam = float(lam)
+        self.warmup = check_warmup(warmup)
+
+    def options(self) -> dict[str, Any]:
+        return {"lam": self.lam, "warmup": self.warmup}
+
+    def prepare(self, lrs: np.ndarray, steps: np.ndarray) -> _Prep:
+        steps = np.asarray(steps, dtype=np.int64)
+        s1 = s1_areas(lrs, self.warmup)[steps]
+        s2 = momentum_area(with_warmup_at_peak(lrs), self.lam)[steps]
+        last = int(steps.max()) if len(steps) else -1
+        return _Prep(s1, s2, anneal_signal(lrs, last))
+
+    def predict(self, theta: np.ndarray, prep: _Prep) -> np.ndarray:
+        l0, a, alpha, c = theta
+        return l0 + a * prep.s1 ** (-alpha) - c * prep.s2
+
+    def jacobian(self, theta: np.ndarray, prep: _Prep) -> tuple[np.ndarray, np.ndarray]:
+        l0, a, alpha, c = theta
+        power = prep.s1 ** (-alpha)
+        pred = l0 + a * power - c * prep.s2
+        jac = np.empty((len(pred), 4))
+        jac[:, 0] = 1.0
+        jac[:, 1] = power
+        jac[:, 2] = -a * np.log(prep.s1) * power
+        jac[:, 3] = -prep.s2
+        return pred, jac
+
+    def initial_guesses(
+        self, preps: Sequence[_Prep], losses: Sequence[np.ndarray], n: int
+    ) -> np.ndarray:
+        floor = min(float(y.min()) for y in losses)
+        lower = np.array([0.0, 0.0, 0.0])
+        upper = np.array([floor * (1 - 1e-6), np.inf, np.inf])
+        found = []
+        for alpha in np.geomspace(0.05, 2.0, 16):
+            bases = [np.column_stack([np.ones_like(p.s1), p.s1 ** (-alpha), -p.s2]) for p in preps]
+            (l0, a, c), rss = projected_starts(bases, losses, lower, upper)
+            if np.isfinite(rss):
+                found.append((rss, [l0, max(a, 1e-6), alpha, max(c, 1e-6)]))
+        found.sort(key=lambda item: item[0])
+        return np.array([theta for _, theta in found[:n]])
+
+    def prepare_final(self, lrs: np.ndarray) -> _Prep:
+        lrs = np.atleast_2d(np.asarray(lrs, dtype=np.float64))
+        at_peak = warmup_peak_rows(lrs)
+        s1 = (at_peak if self.warmup == "peak" else lrs).sum(axis=1)
+        return _Prep(s1, momentum_area_final(at_peak, self.lam), 1.0)
+
+    def anneal_signal(self, prep: _Prep) -> float:
+        return prep.anneal

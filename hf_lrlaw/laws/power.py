@@ -1,0 +1,82 @@
+"""The baseline every annealing law must beat: a power law in the LR area, ``L0 + A*S1^-alpha``.
+
+It knows how much has been trained (S1) but not that lowering the LR lowers the loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from hf_lrlaw.laws._common import (
+    anneal_signal,
+    check_warmup,
+    projected_starts,
+    s1_areas,
+    warmup_peak_rows,
+)
+from hf_lrlaw.laws.base import Param
+
+__all__ = ["PowerLaw"]
+
+
+class _Prep(NamedTuple):
+    s1: np.ndarray
+    anneal: float
+
+
+class PowerLaw:
+    """``L0 + A * S1**(-alpha)``, S1 the area under the LR curve (warmup as in the momentum law)."""
+
+    name = "power"
+    params = (
+        Param("L0", 0.0, None, log=False, doc="irreducible loss"),
+        Param("A", 1e-8, 1e8, doc="scale of the power-law term"),
+        Param("alpha", 1e-3, 5.0, doc="power-law exponent in S1"),
+    )
+    annealing_param = None
+
+    def __init__(self, warmup: str = "peak") -> None:
+        self.warmup = check_warmup(warmup)
+
+    def options(self) -> dict[str, Any]:
+        return {"warmup": self.warmup}
+
+    def prepare(self, lrs: np.ndarray, steps: np.ndarray) -> _Prep:
+        steps = np.asarray(steps, dtype=np.int64)
+        last = int(steps.max()) if len(steps) else -1
+        return _Prep(s1_areas(lrs, self.warmup)[steps], anneal_signal(lrs, last))
+
+    def predict(self, theta: np.ndarray, prep: _Prep) -> np.ndarray:
+        l0, a, alpha = theta
+        return l0 + a * prep.s1 ** (-alpha)
+
+    def jacobian(self, theta: np.ndarray, prep: _Prep) -> tuple[np.ndarray, np.ndarray]:
+        l0, a, alpha = theta
+        power = prep.s1 ** (-alpha)
+        jac = np.column_stack([np.ones_like(power), power, -a * np.log(prep.s1) * power])
+        return l0 + a * power, jac
+
+    def initial_guesses(
+        self, preps: Sequence[_Prep], losses: Sequence[np.ndarray], n: int
+    ) -> np.ndarray:
+        floor = min(float(y.min()) for y in losses)
+        lower, upper = np.zeros(2), np.array([floor * (1 - 1e-6), np.inf])
+        found = []
+        for alpha in np.geomspace(0.05, 2.0, 16):
+            bases = [np.column_stack([np.ones_like(p.s1), p.s1 ** (-alpha)]) for p in preps]
+            (l0, a), rss = projected_starts(bases, losses, lower, upper)
+            if np.isfinite(rss):
+                found.append((rss, [l0, max(a, 1e-6), alpha]))
+        found.sort(key=lambda item: item[0])
+        return np.array([theta for _, theta in found[:n]])
+
+    def prepare_final(self, lrs: np.ndarray) -> _Prep:
+        lrs = np.atleast_2d(np.asarray(lrs, dtype=np.float64))
+        s1 = (warmup_peak_rows(lrs) if self.warmup == "peak" else lrs).sum(axis=1)
+        return _Prep(s1, 1.0)
+
+    def anneal_signal(self, prep: _Prep) -> float:
+        return prep.anneal
