@@ -54,6 +54,11 @@ class _CurveData:
     prep: Any
     y: np.ndarray
     window: sparse.csr_matrix | None  # maps predictions at quadrature steps to logged means
+    point_prep: Any = None  # prepared at the logged steps themselves (for starting values)
+
+    def __post_init__(self) -> None:
+        if self.point_prep is None:
+            self.point_prep = self.prep
 
 
 def _quadrature(steps: np.ndarray, windows: np.ndarray) -> tuple[np.ndarray, sparse.csr_matrix]:
@@ -73,7 +78,8 @@ def _prepare(law: Law, curve: LossCurve) -> _CurveData:
     if curve.windows is None or np.all(curve.windows == 1):
         return _CurveData(curve, law.prepare(curve.lrs, curve.steps), curve.losses, None)
     eval_steps, matrix = _quadrature(curve.steps, curve.windows)
-    return _CurveData(curve, law.prepare(curve.lrs, eval_steps), curve.losses, matrix)
+    prep = law.prepare(curve.lrs, eval_steps)
+    return _CurveData(curve, prep, curve.losses, matrix, law.prepare(curve.lrs, curve.steps))
 
 
 def _as_curves(curves: LossCurve | Iterable[LossCurve]) -> list[LossCurve]:
@@ -176,8 +182,11 @@ class _Objective:
 
 
 def _minimise(obj: _Objective, starts: np.ndarray) -> tuple[np.ndarray, float, int]:
-    best_x, best_f, n_ok = None, np.inf, 0
+    """Run L-BFGS-B from each start in turn; stop early once two starts reach the same optimum."""
+    best_x, best_f, n_ok, agreed = None, np.inf, 0, False
     for theta0 in starts:
+        if agreed:
+            break
         x0 = obj.space.to_x(np.asarray(theta0, dtype=float))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -187,6 +196,7 @@ def _minimise(obj: _Objective, starts: np.ndarray) -> tuple[np.ndarray, float, i
             )
         if np.isfinite(res.fun):
             n_ok += 1
+            agreed = n_ok > 1 and abs(res.fun - best_f) <= 1e-7 * max(abs(best_f), 1.0)
             if res.fun < best_f:
                 best_x, best_f = res.x, float(res.fun)
     if best_x is None:
@@ -378,9 +388,10 @@ class Fit:
             off = theta.copy()
             off[k] = 0.0
             no_gain = law.predict(off, prep)
+            anneals = np.asarray(law.anneal_signal(prep)) >= ANNEAL_SEEN
             l0_low = self.param_intervals(level)["L0"][0]
-            high = np.maximum(high, no_gain * np.exp(z * self.scatter))
-            low = np.minimum(low, np.full_like(low, l0_low))
+            high = np.where(anneals, np.maximum(high, no_gain * np.exp(z * self.scatter)), high)
+            low = np.where(anneals, np.minimum(low, l0_low), low)
         return pred, low, high
 
     # -- reporting -------------------------------------------------------------------------
@@ -599,7 +610,7 @@ def _fit_one(
     floor = min(float(d.y.min()) for d in data)
     space = _Space(law.params, floor)
     obj = _Objective(law, data, space, delta, point_w)
-    starts = law.initial_guesses([d.prep for d in data], [d.y for d in data], n_starts)
+    starts = law.initial_guesses([d.point_prep for d in data], [d.y for d in data], n_starts)
     if len(starts) == 0:
         raise FitError(f"could not find a starting point for the {law.name} law on these curves")
     x, fval, _ = _minimise(obj, starts)
@@ -609,7 +620,7 @@ def _fit_one(
     preds = [np.exp(r + ly) for r, ly in zip(res, obj.log_y)]
     names = [p.name for p in law.params]
 
-    anneal_seen = max(law.anneal_signal(d.prep) for d in data)
+    anneal_seen = max(float(np.max(law.anneal_signal(d.prep))) for d in data)
     notes: list[str] = []
     a_name = getattr(law, "annealing_param", None)
     identified = True

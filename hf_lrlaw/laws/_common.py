@@ -9,7 +9,7 @@ from scipy.optimize import lsq_linear
 
 from hf_lrlaw.laws.areas import lr_area, with_warmup_at_peak
 
-WARMUP_MODES = ("peak", "actual")
+WARMUP_MODES = ("peak", "actual", "include")
 
 
 def warmup_end_rows(lrs: np.ndarray) -> np.ndarray:
@@ -44,6 +44,13 @@ def anneal_signal(lrs: np.ndarray, last_step: int) -> float:
     if len(seen) == 0 or seen.max() <= 0:
         return 0.0
     return float(np.max(np.maximum.accumulate(seen) - seen) / seen.max())
+
+
+def anneal_signal_rows(lrs: np.ndarray) -> np.ndarray:
+    """:func:`anneal_signal` of every row of a 2-D array over its whole length."""
+    lrs = np.atleast_2d(np.asarray(lrs, dtype=np.float64))
+    top = np.maximum(lrs.max(axis=1), 1e-300)
+    return np.max(np.maximum.accumulate(lrs, axis=1) - lrs, axis=1) / top
 
 
 def check_warmup(warmup: str) -> str:

@@ -112,15 +112,17 @@ class DropBins:
 
 
 def _bin_starts(ks: np.ndarray, dist: np.ndarray, sign: np.ndarray, group: np.ndarray,
-                max_len: int) -> np.ndarray:
+                log_eta: np.ndarray, max_len: int) -> np.ndarray:
     """Indices where a new bin starts among changes sorted by (group, k).
 
     ``dist`` is the distance from each change to the evaluated step it serves; bins grow
-    geometrically with it (1, 1, 2, 2, 4, 4, ... steps) up to ``max_len``.
+    geometrically with it (1, 1, 2, 2, 4, 4, ... steps) up to ``max_len``, and the LR varies by
+    at most 5% within a bin.
     """
     level = np.floor(np.log2(dist + 1.0)).astype(np.int64)
     chunk = np.where(level <= np.log2(max_len), dist >> level, (dist // max_len) << 8)
-    key = np.stack([group, np.minimum(level, 62), chunk, sign, ks // max_len])
+    lr_band = np.floor(log_eta / np.log(1.05)).astype(np.int64)
+    key = np.stack([group, np.minimum(level, 62), chunk, sign, ks // max_len, lr_band])
     new = np.ones(len(ks), dtype=bool)
     new[1:] = np.any(key[:, 1:] != key[:, :-1], axis=0)
     return np.flatnonzero(new)
@@ -161,7 +163,7 @@ def bin_drops(
     gap = np.searchsorted(eval_steps, ks, side="left")
     has_next = gap < len(eval_steps)
     dist = np.where(has_next, eval_steps[np.minimum(gap, len(eval_steps) - 1)] - ks, 1 << 40)
-    starts = _bin_starts(ks, dist, (d > 0).astype(np.int64), gap, max_len)
+    starts = _bin_starts(ks, dist, (d > 0).astype(np.int64), gap, log_eta, max_len)
     drop, area_b, log_b, last, _ = _summarise(d, area, log_eta, ks, starts)
     return DropBins(drop, area_b, log_b, last, False)
 
@@ -187,7 +189,7 @@ def bin_final_drops(
     dk = d[rows, ks]
     log_eta = np.log(np.maximum(lrs[rows, ks], lr_floor(lrs)))
     area = cs[rows, ks - 1]
-    starts = _bin_starts(ks, t - 1 - ks, (dk > 0).astype(np.int64), rows, max_len)
+    starts = _bin_starts(ks, t - 1 - ks, (dk > 0).astype(np.int64), rows, log_eta, max_len)
     drop, area_b, log_b, last, ok = _summarise(dk, area, log_eta, ks, starts)
     return rows[starts][ok], DropBins(drop, area_b, log_b, last, False)
 

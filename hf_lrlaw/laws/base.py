@@ -72,8 +72,9 @@ class Law(Protocol):
         one horizon), vectorised across rows: ``predict`` then gives one loss per schedule."""
         ...
 
-    def anneal_signal(self, prep: Prepared) -> float:
-        """How much LR decay the prepared steps have seen, relative to the peak LR (0 = none)."""
+    def anneal_signal(self, prep: Prepared) -> float | np.ndarray:
+        """How far the LR has decayed below its running maximum, relative to the peak (0 = not
+        at all): up to the last prepared step, or per row for ``prepare_final``."""
         ...
 
 

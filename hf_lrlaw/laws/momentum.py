@@ -2,8 +2,10 @@
 
 ``L(s) = L0 + A * S1(s)**(-alpha) - C * S2(s)``: S1 is the area under the LR curve and S2 the
 annealing area with momentum, ``m_i = lam * m_{i-1} + (eta_{i-1} - eta_i)``, ``S2 = sum m_i``.
-Warmup: ``warmup="peak"`` counts warmup steps in S1 as if at the LR the warmup reaches (the
-paper's choice), ``"actual"`` counts their real LRs; S2 never counts the warmup's rise.
+Warmup: ``warmup="peak"`` counts warmup steps as if at the LR the warmup reaches (the paper's
+choice); ``"actual"`` counts their real LRs in S1 but leaves the warmup's rise out of S2;
+``"include"`` uses the real LRs in both, so the warmup's rise enters S2 as negative annealing
+(a loss offset that grows with the peak LR).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 
 from hf_lrlaw.laws._common import (
     anneal_signal,
+    anneal_signal_rows,
     check_warmup,
     projected_starts,
     s1_areas,
@@ -29,7 +32,7 @@ __all__ = ["MomentumLaw"]
 class _Prep(NamedTuple):
     s1: np.ndarray
     s2: np.ndarray
-    anneal: float
+    anneal: float | np.ndarray
 
 
 class MomentumLaw:
@@ -44,7 +47,7 @@ class MomentumLaw:
     )
     annealing_param = "C"
 
-    def __init__(self, lam: float = 0.999, warmup: str = "peak") -> None:
+    def __init__(self, lam: float = 0.999, warmup: str = "include") -> None:
         if not 0.0 <= lam < 1.0:
             raise LawError(f"lam (the momentum decay factor) must be in [0, 1), got {lam}")
         self.lam = float(lam)
@@ -56,7 +59,8 @@ class MomentumLaw:
     def prepare(self, lrs: np.ndarray, steps: np.ndarray) -> _Prep:
         steps = np.asarray(steps, dtype=np.int64)
         s1 = s1_areas(lrs, self.warmup)[steps]
-        s2 = momentum_area(with_warmup_at_peak(lrs), self.lam)[steps]
+        s2_lrs = lrs if self.warmup == "include" else with_warmup_at_peak(lrs)
+        s2 = momentum_area(s2_lrs, self.lam)[steps]
         last = int(steps.max()) if len(steps) else -1
         return _Prep(s1, s2, anneal_signal(lrs, last))
 
@@ -94,7 +98,8 @@ class MomentumLaw:
         lrs = np.atleast_2d(np.asarray(lrs, dtype=np.float64))
         at_peak = warmup_peak_rows(lrs)
         s1 = (at_peak if self.warmup == "peak" else lrs).sum(axis=1)
-        return _Prep(s1, momentum_area_final(at_peak, self.lam), 1.0)
+        s2 = momentum_area_final(lrs if self.warmup == "include" else at_peak, self.lam)
+        return _Prep(s1, s2, anneal_signal_rows(lrs))
 
     def anneal_signal(self, prep: _Prep) -> float:
         return prep.anneal

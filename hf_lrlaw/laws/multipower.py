@@ -16,7 +16,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from hf_lrlaw.laws._common import anneal_signal, projected_starts, warmup_end_rows
+from hf_lrlaw.laws._common import (
+    anneal_signal,
+    anneal_signal_rows,
+    projected_starts,
+    warmup_end_rows,
+)
 from hf_lrlaw.laws.areas import bin_drops, bin_final_drops, lr_area, warmup_end
 from hf_lrlaw.laws.base import LawError, Param
 
@@ -32,7 +37,7 @@ class _Prep(NamedTuple):
     pair_area: np.ndarray  # S_k(t) of the pair (area from the bin to the step)
     pair_drop: np.ndarray  # the bin's LR drop
     pair_log_lr: np.ndarray  # the bin's log LR
-    anneal: float
+    anneal: float | np.ndarray
 
 
 class MultiPowerLaw:
@@ -161,7 +166,7 @@ class MultiPowerLaw:
             pair_area=total[rows] - bins.area_before,
             pair_drop=bins.drop,
             pair_log_lr=bins.log_lr,
-            anneal=1.0,
+            anneal=anneal_signal_rows(lrs),
         )
 
     def anneal_signal(self, prep: _Prep) -> float:

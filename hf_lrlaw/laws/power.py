@@ -12,6 +12,7 @@ import numpy as np
 
 from hf_lrlaw.laws._common import (
     anneal_signal,
+    anneal_signal_rows,
     check_warmup,
     projected_starts,
     s1_areas,
@@ -24,7 +25,7 @@ __all__ = ["PowerLaw"]
 
 class _Prep(NamedTuple):
     s1: np.ndarray
-    anneal: float
+    anneal: float | np.ndarray
 
 
 class PowerLaw:
@@ -40,6 +41,8 @@ class PowerLaw:
 
     def __init__(self, warmup: str = "peak") -> None:
         self.warmup = check_warmup(warmup)
+        if self.warmup == "include":
+            self.warmup = "actual"  # no S2 here: "include" and "actual" are the same law
 
     def options(self) -> dict[str, Any]:
         return {"warmup": self.warmup}
@@ -76,7 +79,7 @@ class PowerLaw:
     def prepare_final(self, lrs: np.ndarray) -> _Prep:
         lrs = np.atleast_2d(np.asarray(lrs, dtype=np.float64))
         s1 = (warmup_peak_rows(lrs) if self.warmup == "peak" else lrs).sum(axis=1)
-        return _Prep(s1, 1.0)
+        return _Prep(s1, anneal_signal_rows(lrs))
 
     def anneal_signal(self, prep: _Prep) -> float:
         return prep.anneal
