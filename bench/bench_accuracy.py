@@ -28,9 +28,9 @@ VARIANTS = {
     "power": ("power", {}),
     "momentum": ("momentum", {}),
     "momentum warmup=actual": ("momentum", {"warmup": "actual"}),
-    "momentum warmup=include": ("momentum", {"warmup": "include"}),
+    "momentum warmup=peak": ("momentum", {"warmup": "peak"}),
     "multipower": ("multipower", {}),
-    "multipower warmup=include": ("multipower", {"warmup": "include"}),
+    "multipower warmup=exclude": ("multipower", {"warmup": "exclude"}),
 }
 
 

@@ -29,6 +29,7 @@ from scipy.stats import norm
 from hf_lrlaw.curves import LossCurve
 from hf_lrlaw.laws import Law, LawError, available_laws, get_law
 from hf_lrlaw.laws.base import Param
+from hf_lrlaw.priors import Prior, PriorError, RunContext, resolve_prior
 
 if TYPE_CHECKING:
     from hf_lrlaw.schedules import Schedule
@@ -141,12 +142,22 @@ def _safe_log(pred: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Objective:
+    """Huber data term scaled by ``data_weight / delta**2``, plus the prior's penalty if any.
+
+    With ``data_weight = delta**2 / (s**2 * inflation)`` the data term is the negative
+    log-likelihood of residuals of scale ``s`` with ``inflation`` for their autocorrelation,
+    which is what the prior must be weighed against.
+    """
+
     def __init__(self, law: Law, data: Sequence[_CurveData], space: _Space, delta: float,
-                 point_weights: Sequence[np.ndarray]):
+                 point_weights: Sequence[np.ndarray], prior: Prior | None = None,
+                 context: RunContext | None = None):
         self.law, self.data, self.space, self.delta = law, data, space, delta
         self.weights = point_weights
         self.floor = 1e-3 * min(float(d.y.min()) for d in data)
         self.log_y = [np.log(d.y) for d in data]
+        self.prior, self.context = prior, context
+        self.data_weight = 1.0
 
     def _pred_jac(self, theta: np.ndarray, d: _CurveData) -> tuple[np.ndarray, np.ndarray]:
         pred, jac = self.law.jacobian(theta, d.prep)
@@ -175,10 +186,17 @@ class _Objective:
             rho = np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
             value += float(w @ rho)
             grad += (w * np.clip(r, -delta, delta)) @ j
-        scale = 1.0 / delta**2
+        scale = self.data_weight / delta**2
         if not np.isfinite(value):
             return 1e30, np.zeros(len(x))
-        return value * scale, grad * scale
+        value, grad = value * scale, grad * scale
+        if self.prior is not None:
+            theta = self.space.to_theta(x)
+            pen, pen_grad, _ = self.prior.penalty(
+                self.law, theta, self.space.dtheta_dx(theta), self.context
+            )
+            value, grad = value + pen, grad + pen_grad
+        return value, grad
 
 
 def _minimise(obj: _Objective, starts: np.ndarray) -> tuple[np.ndarray, float, int]:
@@ -235,39 +253,56 @@ def _goodness(preds: Sequence[np.ndarray], data: Sequence[_CurveData]) -> Goodne
     return GoodnessOfFit(r2, float(rel.mean()), float(rel.max()), len(y), per)
 
 
-def _laplace(obj: _Objective, x: np.ndarray) -> tuple[np.ndarray, float, float, list[bool]]:
-    """Parameter covariance in search space, residual scale, lag-1 autocorrelation, and which
-    parameters the data determine."""
-    res, jacs = obj.residuals(x)
+def _noise(obj: _Objective, res: Sequence[np.ndarray], n_params: int) -> tuple[float, float]:
+    """Residual variance of the Huber M-estimator and the lag-1 autocorrelation along curves."""
     r = np.concatenate(res)
-    jac = np.vstack(jacs)
-    n, p = jac.shape
-    # Huber M-estimator: covariance = E[psi^2] / E[psi']^2 * (J^T J)^-1.
+    n = len(r)
     psi = np.clip(r, -obj.delta, obj.delta)
     inside = max(float(np.mean(np.abs(r) <= obj.delta)), 1.0 / n)
-    dof = max(n - p, 1)
-    s2 = float(psi @ psi) / dof / inside**2
+    s2 = float(psi @ psi) / max(n - n_params, 1) / inside**2
     num = sum(float(rc[1:] @ rc[:-1]) for rc in res if len(rc) > 1)
     den = sum(float(rc @ rc) for rc in res)
     rho = float(np.clip(num / den, 0.0, 0.98)) if den > 0 else 0.0
-    inflate = (1 + rho) / (1 - rho)
-    info = jac.T @ jac
-    # Scale-free eigen-analysis: directions the data barely constrain get the prior-free
-    # fallback variance of the search box instead of a confident number.
+    return s2, rho
+
+
+def _laplace(obj: _Objective, x: np.ndarray) -> tuple[np.ndarray, float, float, list[bool]]:
+    """Parameter covariance in search space, residual scale, lag-1 autocorrelation, and which
+    parameters the data (not the prior) determine."""
+    res, jacs = obj.residuals(x)
+    jac = np.vstack(jacs)
+    p = jac.shape[1]
+    s2, rho = _noise(obj, res, p)
+    # Data information, in units of the residual scale inflated for autocorrelation.
+    info = jac.T @ jac / max(s2 * (1 + rho) / (1 - rho), 1e-300)
+    box = (obj.space.x_upper - obj.space.x_lower) / 4.0
+    determined = _determined(info, box)
+    if obj.prior is not None:
+        theta = obj.space.to_theta(x)
+        _, _, prec = obj.prior.penalty(obj.law, theta, obj.space.dtheta_dx(theta), obj.context)
+        info = info + prec
+    cov = _inverse(info, box)
+    return cov, math.sqrt(s2), rho, determined
+
+
+def _inverse(info: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Inverse of an information matrix; directions it barely constrains get the variance of
+    the search box instead of a confident number."""
     scale = np.sqrt(np.maximum(np.diag(info), 1e-300))
     corr = info / np.outer(scale, scale)
     vals, vecs = np.linalg.eigh(corr)
     weak = vals < 1e-10 * vals.max()
     inv_vals = np.where(weak, 0.0, 1.0 / np.where(weak, 1.0, vals))
-    cov = (vecs * inv_vals) @ vecs.T / np.outer(scale, scale) * s2 * inflate
-    box = (obj.space.x_upper - obj.space.x_lower) / 4.0
+    cov = (vecs * inv_vals) @ vecs.T / np.outer(scale, scale)
     if np.any(weak):
-        null = vecs[:, weak]
-        touched = np.abs(null).max(axis=1) > 0.1
+        touched = np.abs(vecs[:, weak]).max(axis=1) > 0.1
         cov = cov + np.diag(np.where(touched, box**2, 0.0))
-    std = np.sqrt(np.maximum(np.diag(cov), 0.0))
-    determined = [bool(s < 0.5 * b) for s, b in zip(std, box)]
-    return cov, math.sqrt(s2), rho, determined
+    return cov
+
+
+def _determined(info: np.ndarray, box: np.ndarray) -> list[bool]:
+    std = np.sqrt(np.maximum(np.diag(_inverse(info, box)), 0.0))
+    return [bool(s < 0.5 * b) for s, b in zip(std, box)]
 
 
 def _scatter(residuals: np.ndarray) -> float:
@@ -343,7 +378,9 @@ class Fit:
     def predict(self, lrs: np.ndarray | Schedule | LossCurve, steps: Any = None) -> np.ndarray:
         """Predicted loss at ``steps`` (default: the last step) of a run with these per-step LRs."""
         law, (lr_arr, st) = self.law_object, _lrs_and_steps(lrs, steps)
-        return law.predict(self.theta, law.prepare(lr_arr, st))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            pred = law.predict(self.theta, law.prepare(lr_arr, st))
+        return np.where(np.isfinite(pred), pred, np.nan)  # nan: before any training
 
     def predict_interval(
         self, lrs: np.ndarray | Schedule | LossCurve, steps: Any = None, level: float = 0.9
@@ -371,6 +408,12 @@ class Fit:
         return mean, low, high
 
     def _interval(self, law: Law, prep: Any, level: float):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            mean, low, high = self._interval_raw(law, prep, level)
+        bad = ~(np.isfinite(mean) & np.isfinite(low) & np.isfinite(high))
+        return tuple(np.where(bad, np.nan, a) for a in (mean, low, high))
+
+    def _interval_raw(self, law: Law, prep: Any, level: float):
         theta = self.theta
         pred, jac = law.jacobian(theta, prep)
         jac_x = jac * np.where(self.log_params, theta, 1.0)[None, :]
@@ -381,7 +424,7 @@ class Fit:
         sd_log = np.sqrt(rel**2 + self.scatter**2)
         low, high = pred * np.exp(-z * sd_log), pred * np.exp(z * sd_log)
         name = getattr(law, "annealing_param", None)
-        if name and not self.annealing_identified:
+        if name and not self.annealing_identified and self.prior is None:
             # The data cannot tell how much annealing helps: anything from no gain at all
             # (annealing term off) down to the irreducible loss is possible.
             k = [p.name for p in law.params].index(name)
@@ -492,6 +535,7 @@ class Fit:
         try:
             with os.fdopen(fd, "w") as fh:
                 fh.write(text)
+            os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -512,6 +556,12 @@ class Fit:
         if not isinstance(data, dict):
             raise FitError(f"{path}: expected a JSON object")
         return cls.from_dict(data)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _lrs_and_steps(lrs: Any, steps: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -548,6 +598,7 @@ def fit(
     law: str | Law = "auto",
     *,
     law_options: Mapping[str, Any] | None = None,
+    prior: str | os.PathLike[str] | Prior | Fit | None = None,
     n_starts: int = 4,
     weights: str = "points",
     delta: float = HUBER_DELTA,
@@ -560,6 +611,10 @@ def fit(
             annealing term), a Law object, or "auto": with two or more curves, the law with the
             lowest leave-one-curve-out error of the final loss; with one curve, "momentum".
         law_options: passed to the law (e.g. ``{"lam": 0.999, "warmup": "peak"}``).
+        prior: None (maximum likelihood), "default" (learned on the bundled public curves),
+            "default:<dataset>", a path to a prior or Fit JSON, a :class:`~hf_lrlaw.priors.Prior`,
+            or the :class:`Fit` of an earlier run. With a prior the fit is the posterior mode
+            and intervals include the prior's uncertainty (Laplace approximation).
         n_starts: L-BFGS-B starts, from a variable-projection grid.
         weights: "points" (every point counts once, as in the papers) or "curves" (every curve
             counts the same whatever its number of points).
@@ -567,14 +622,18 @@ def fit(
     """
     curves = _as_curves(curves)
     if law == "auto":
-        return _fit_auto(curves, law_options or {}, n_starts, weights, delta)
-    return _fit_one(curves, law, dict(law_options or {}), n_starts, weights, delta)
+        if isinstance(prior, Fit):
+            law, law_options = prior.law, prior.law_options
+        else:
+            return _fit_auto(curves, law_options or {}, prior, n_starts, weights, delta)
+    return _fit_one(curves, law, dict(law_options or {}), prior, n_starts, weights, delta)
 
 
 def _fit_one(
     curves: list[LossCurve],
     law_name: str | Law,
     law_options: dict[str, Any],
+    prior_spec: Any,
     n_starts: int,
     weights: str,
     delta: float,
@@ -582,17 +641,23 @@ def _fit_one(
     t0 = time.perf_counter()
     try:
         law = get_law(law_name, **law_options)
-    except LawError as exc:
+        prior = resolve_prior(prior_spec, law)
+    except (LawError, PriorError) as exc:
         raise FitError(str(exc)) from None
     if weights not in ("points", "curves"):
         raise FitError(f"weights must be 'points' or 'curves', got {weights!r}")
     used = [c for c in curves if len(c)]
+    names_seen = [c.name for c in used if c.name]
+    if len(set(names_seen)) < len(names_seen):
+        warnings.warn("fit(): several curves share a name; reports and plots tell curves apart "
+                      "by name", stacklevel=3)
     n_points = sum(len(c) for c in used)
     n_params = len(law.params)
-    if n_points < n_params + 1:
+    needed = n_params + 1 if prior is None else 3
+    if n_points < needed:
         raise FitError(
-            f"the {law.name} law has {n_params} parameters and needs at least {n_params + 1} "
-            f"loss points; the curves hold {n_points}"
+            f"the {law.name} law has {n_params} parameters and needs at least {needed} "
+            f"loss points{' with a prior' if prior else ''}; the curves hold {n_points}"
         )
     for c in used:
         s1 = np.cumsum(c.lrs)[c.steps]
@@ -609,11 +674,19 @@ def _fit_one(
         point_w = [np.full(len(d.y), mean_n / len(d.y)) for d in data]
     floor = min(float(d.y.min()) for d in data)
     space = _Space(law.params, floor)
-    obj = _Objective(law, data, space, delta, point_w)
+    context = RunContext.of_curves(used)
+    obj = _Objective(law, data, space, delta, point_w, prior, context)
     starts = law.initial_guesses([d.point_prep for d in data], [d.y for d in data], n_starts)
     if len(starts) == 0:
         raise FitError(f"could not find a starting point for the {law.name} law on these curves")
     x, fval, _ = _minimise(obj, starts)
+    if prior is not None:
+        # Weigh the data by their own scatter (and its autocorrelation) against the prior,
+        # then refit from the first answer.
+        res, _ = obj.residuals(x)
+        s2, rho = _noise(obj, res, n_params)
+        obj.data_weight = delta**2 / max(s2 * (1 + rho) / (1 - rho), 1e-300)
+        x, fval, _ = _minimise(obj, np.vstack([space.to_theta(x), starts[:1]]))
     theta = space.to_theta(x)
     cov, _, rho, determined = _laplace(obj, x)
     res, _ = obj.residuals(x)
@@ -629,17 +702,21 @@ def _fit_one(
         if anneal_seen < ANNEAL_SEEN:
             identified = False
             determined[k] = False
+            span = (
+                "they come from the prior"
+                if prior
+                else "predictions for schedules that anneal span from no annealing gain down to L0"
+            )
             notes.append(
-                f"annealing coefficient {a_name} is not determined: the fitted curves show an LR "
-                f"decay of {anneal_seen:.1%} of the peak at most; predictions for schedules "
-                "that anneal span from no annealing gain down to L0"
+                f"annealing coefficient {a_name} is not determined by the data: the fitted curves "
+                f"show an LR decay of {anneal_seen:.1%} of the peak at most; {span}"
             )
         elif not determined[k]:
             identified = False
             notes.append(f"annealing coefficient {a_name} is poorly determined by these curves")
     for k, name in enumerate(names):
         if not determined[k] and name != a_name:
-            notes.append(f"parameter {name} is not determined by these curves")
+            notes.append(f"parameter {name} is not determined by these curves alone")
     for k, p in enumerate(space.params):
         at_lower = x[k] <= space.x_lower[k] + 1e-6 * max(1.0, abs(space.x_lower[k]))
         at_upper = x[k] >= space.x_upper[k] - 1e-6 * max(1.0, abs(space.x_upper[k]))
@@ -662,7 +739,35 @@ def _fit_one(
         curves=[_curve_summary(c) for c in used],
         objective=fval,
         fit_seconds=time.perf_counter() - t0,
+        prior=None if prior is None else _prior_record(prior, law, theta, cov, space, context),
     )
+
+
+def _prior_record(prior: Prior, law: Law, theta: np.ndarray, cov: np.ndarray, space: _Space,
+                  context: RunContext) -> dict[str, Any]:
+    """Which prior was used and how far the data moved each feature from it."""
+    from hf_lrlaw.priors import _feature_jacobian
+
+    phi = law.transfer_features(theta, context.peak_lr, context.horizon)
+    jac = _feature_jacobian(law, theta, context) * space.dtheta_dx(theta)[None, :]
+    post_std = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", jac, cov, jac), 0.0))
+    mean, std = np.asarray(prior.mean), np.asarray(prior.std)
+    return {
+        "source": prior.source,
+        "prior": prior.to_dict(),
+        "context": {"peak_lr": context.peak_lr, "horizon": context.horizon},
+        "features": {
+            name: {
+                "prior_mean": float(m),
+                "prior_std": float(sd),
+                "posterior": float(v),
+                "posterior_std": float(ps),
+                "shift_in_prior_sd": float((v - m) / sd),
+                "std_ratio": float(ps / sd),
+            }
+            for name, m, sd, v, ps in zip(prior.names, mean, std, phi, post_std)
+        },
+    }
 
 
 def name_is_annealing(p: Param, a_name: str | None) -> bool:
@@ -676,20 +781,21 @@ def _curve_summary(c: LossCurve) -> dict[str, Any]:
         "n_points": len(c),
         "last_step": c.last_step,
         "total_steps": len(c.lrs),
-        "peak_lr": float(seen.max()) if len(seen) else 0.0,
+        "peak_lr": float(c.lrs.max()),
+        "observed_peak_lr": float(seen.max()) if len(seen) else 0.0,
         "final_loss": float(c.losses[-1]) if len(c) else None,
     }
 
 
 def _fit_auto(
-    curves: list[LossCurve], law_options: Mapping[str, Any], n_starts: int, weights: str,
-    delta: float,
+    curves: list[LossCurve], law_options: Mapping[str, Any], prior: Any, n_starts: int,
+    weights: str, delta: float,
 ) -> Fit:
     if law_options:
         raise FitError("law_options cannot be combined with law='auto'; name the law")
     used = [c for c in curves if len(c)]
     if len(used) < 2:
-        chosen = _fit_one(curves, "momentum", {}, n_starts, weights, delta)
+        chosen = _fit_one(curves, "momentum", {}, prior, n_starts, weights, delta)
         chosen.selection = {
             "method": "default",
             "reason": "one curve: no leave-one-curve-out comparison is possible; the momentum "
@@ -702,7 +808,7 @@ def _fit_auto(
         for i, held in enumerate(used):
             rest = used[:i] + used[i + 1 :]
             try:
-                f = _fit_one(rest, name, {}, n_starts, weights, delta)
+                f = _fit_one(rest, name, {}, prior, n_starts, weights, delta)
             except FitError:
                 errs = []
                 break
@@ -713,7 +819,7 @@ def _fit_auto(
     if not ranked:
         raise FitError("no law could be fitted with one curve left out; give more points")
     best_err, best = ranked[0]
-    chosen = _fit_one(curves, best, {}, n_starts, weights, delta)
+    chosen = _fit_one(curves, best, {}, prior, n_starts, weights, delta)
     table = ", ".join(f"{n} {e:.4%}" for e, n in ranked)
     chosen.selection = {
         "method": "leave-one-curve-out",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import time
 from importlib import resources
 
 import numpy as np
@@ -118,12 +117,11 @@ def test_multipowerlaw_split_and_filters():
 
 
 # -- lr-scheduling -----------------------------------------------------------------------------
-def test_lr_scheduling_loads_fast_and_completely():
+def test_lr_scheduling_loads_completely():
+    # Load time is measured in bench/, not asserted here (shared machines make timings flaky).
     for cached in (datasets._ls_table, datasets._ls_manifest):
         cached.cache_clear()
-    start = time.perf_counter()
     curves = datasets.load("lr-scheduling")
-    assert time.perf_counter() - start < 2.0
     assert len(curves) == 235
     assert len({c.name for c in curves}) == 235 and len({c.meta["curve_id"] for c in curves}) == 235
     assert len(datasets.load("lr-scheduling", kind="train")) == 235

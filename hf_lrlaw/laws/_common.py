@@ -38,12 +38,15 @@ def s1_areas(lrs: np.ndarray, warmup: str) -> np.ndarray:
     return lr_area(with_warmup_at_peak(lrs) if warmup == "peak" else lrs)
 
 
-def anneal_signal(lrs: np.ndarray, last_step: int) -> float:
-    """Largest drop of the LR below its running maximum up to ``last_step``, relative to the peak."""
-    seen = np.asarray(lrs[: last_step + 1], dtype=np.float64)
-    if len(seen) == 0 or seen.max() <= 0:
-        return 0.0
-    return float(np.max(np.maximum.accumulate(seen) - seen) / seen.max())
+def anneal_signal(lrs: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """At each of ``steps``: the largest drop of the LR below its running maximum so far,
+    relative to the run's peak LR (0 where the LR has not decayed yet)."""
+    lrs = np.asarray(lrs, dtype=np.float64)
+    steps = np.asarray(steps, dtype=np.int64)
+    if len(lrs) == 0 or len(steps) == 0 or lrs.max() <= 0:
+        return np.zeros(len(steps))
+    drop = np.maximum.accumulate(np.maximum.accumulate(lrs) - lrs) / lrs.max()
+    return drop[steps]
 
 
 def anneal_signal_rows(lrs: np.ndarray) -> np.ndarray:

@@ -72,6 +72,11 @@ class Law(Protocol):
         one horizon), vectorised across rows: ``predict`` then gives one loss per schedule."""
         ...
 
+    def transfer_features(self, theta: np.ndarray, peak_lr: float, horizon: int) -> np.ndarray:
+        """Functions of the parameters that stay nearly constant across runs of other sizes,
+        peak LRs and lengths (named by ``transfer_names``); what a prior is put on."""
+        ...
+
     def anneal_signal(self, prep: Prepared) -> float | np.ndarray:
         """How far the LR has decayed below its running maximum, relative to the peak (0 = not
         at all): up to the last prepared step, or per row for ``prepare_final``."""

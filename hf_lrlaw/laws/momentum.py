@@ -28,6 +28,10 @@ from hf_lrlaw.laws.base import LawError, Param
 
 __all__ = ["MomentumLaw"]
 
+# C scales like peak_lr**-0.72 across the lr-scheduling runs (1e-4..3e-3); see
+# bench/build_priors.py, which prints the regression. The transfer feature undoes it.
+ANNEAL_LR_EXPONENT = 0.75
+
 
 class _Prep(NamedTuple):
     s1: np.ndarray
@@ -46,6 +50,12 @@ class MomentumLaw:
         Param("C", 1e-12, 1e12, doc="loss drop per unit of annealing area S2"),
     )
     annealing_param = "C"
+    transfer_names = ("log_alpha", "log_power_at_horizon", "log_anneal_gain")
+    transfer_depends = {
+        "log_alpha": ("alpha",),
+        "log_power_at_horizon": ("L0", "A", "alpha"),
+        "log_anneal_gain": ("L0", "C"),
+    }
 
     def __init__(self, lam: float = 0.999, warmup: str = "include") -> None:
         if not 0.0 <= lam < 1.0:
@@ -61,8 +71,7 @@ class MomentumLaw:
         s1 = s1_areas(lrs, self.warmup)[steps]
         s2_lrs = lrs if self.warmup == "include" else with_warmup_at_peak(lrs)
         s2 = momentum_area(s2_lrs, self.lam)[steps]
-        last = int(steps.max()) if len(steps) else -1
-        return _Prep(s1, s2, anneal_signal(lrs, last))
+        return _Prep(s1, s2, anneal_signal(lrs, steps))
 
     def predict(self, theta: np.ndarray, prep: _Prep) -> np.ndarray:
         l0, a, alpha, c = theta
@@ -100,6 +109,18 @@ class MomentumLaw:
         s1 = (at_peak if self.warmup == "peak" else lrs).sum(axis=1)
         s2 = momentum_area_final(lrs if self.warmup == "include" else at_peak, self.lam)
         return _Prep(s1, s2, anneal_signal_rows(lrs))
+
+    def transfer_features(self, theta: np.ndarray, peak_lr: float, horizon: int) -> np.ndarray:
+        """Parameters in units that carry over between runs: the exponent, the power-law term
+        at the end of the run relative to L0 (S1 = peak_lr * horizon), and the annealing
+        coefficient relative to L0 with its measured dependence on the peak LR removed."""
+        l0, a, alpha, c = theta
+        l0 = max(l0, 1e-6)
+        return np.array([
+            np.log(alpha),
+            np.log(a) - alpha * np.log(peak_lr * horizon) - np.log(l0),
+            np.log(c) + ANNEAL_LR_EXPONENT * np.log(peak_lr) - np.log(l0),
+        ])
 
     def anneal_signal(self, prep: _Prep) -> float:
         return prep.anneal

@@ -55,7 +55,7 @@ class MultiPowerLaw:
     )
     annealing_param = "B"
 
-    def __init__(self, warmup: str = "exclude", exact: bool = False) -> None:
+    def __init__(self, warmup: str = "include", exact: bool = False) -> None:
         if warmup not in WARMUP_MODES:
             raise LawError(f"warmup must be one of {WARMUP_MODES}, got {warmup!r}")
         self.warmup = warmup
@@ -77,7 +77,6 @@ class MultiPowerLaw:
         pair_step = np.repeat(np.arange(len(steps)), n_before)
         offsets = np.repeat(np.cumsum(n_before) - n_before, n_before)
         pair_bin = np.arange(len(pair_step)) - offsets
-        last = int(steps.max()) if len(steps) else -1
         return _Prep(
             s1=cs[steps],
             n_steps=len(steps),
@@ -85,7 +84,7 @@ class MultiPowerLaw:
             pair_area=cs[steps][pair_step] - bins.area_before[pair_bin],
             pair_drop=bins.drop[pair_bin],
             pair_log_lr=bins.log_lr[pair_bin],
-            anneal=anneal_signal(lrs, last),
+            anneal=anneal_signal(lrs, steps),
         )
 
     def _drop_terms(self, theta: np.ndarray, prep: _Prep):

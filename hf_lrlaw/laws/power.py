@@ -38,6 +38,8 @@ class PowerLaw:
         Param("alpha", 1e-3, 5.0, doc="power-law exponent in S1"),
     )
     annealing_param = None
+    transfer_names = ("log_alpha", "log_power_at_horizon")
+    transfer_depends = {"log_alpha": ("alpha",), "log_power_at_horizon": ("L0", "A", "alpha")}
 
     def __init__(self, warmup: str = "peak") -> None:
         self.warmup = check_warmup(warmup)
@@ -49,8 +51,7 @@ class PowerLaw:
 
     def prepare(self, lrs: np.ndarray, steps: np.ndarray) -> _Prep:
         steps = np.asarray(steps, dtype=np.int64)
-        last = int(steps.max()) if len(steps) else -1
-        return _Prep(s1_areas(lrs, self.warmup)[steps], anneal_signal(lrs, last))
+        return _Prep(s1_areas(lrs, self.warmup)[steps], anneal_signal(lrs, steps))
 
     def predict(self, theta: np.ndarray, prep: _Prep) -> np.ndarray:
         l0, a, alpha = theta
@@ -80,6 +81,14 @@ class PowerLaw:
         lrs = np.atleast_2d(np.asarray(lrs, dtype=np.float64))
         s1 = (warmup_peak_rows(lrs) if self.warmup == "peak" else lrs).sum(axis=1)
         return _Prep(s1, anneal_signal_rows(lrs))
+
+    def transfer_features(self, theta: np.ndarray, peak_lr: float, horizon: int) -> np.ndarray:
+        """The exponent, and the power-law term at the end of the run relative to L0."""
+        l0, a, alpha = theta
+        return np.array([
+            np.log(alpha),
+            np.log(a) - alpha * np.log(peak_lr * horizon) - np.log(max(l0, 1e-6)),
+        ])
 
     def anneal_signal(self, prep: _Prep) -> float:
         return prep.anneal

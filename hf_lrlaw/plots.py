@@ -1,0 +1,557 @@
+"""Matplotlib figures: a fitted law against its data, predicted curves, rankings.
+
+Every function builds its own :class:`matplotlib.figure.Figure` with an Agg canvas (never the
+``pyplot`` global state), so it is safe in threads, in callbacks and on machines without a
+display. Each returns the figure; with ``path`` it also saves it atomically (PNG unless the
+suffix says ``.pdf`` or ``.svg``).
+
+>>> from hf_lrlaw import datasets, fit
+>>> from hf_lrlaw.plots import plot_fit
+>>> train, test = datasets.multipowerlaw_split("25M")
+>>> f = fit([c.head(0.5) for c in train], law="momentum")
+>>> fig = plot_fit(f, train, predict=test[:2], path="fit.png")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from hf_lrlaw.cli import file_mode
+from hf_lrlaw.curves import LossCurve
+from hf_lrlaw.fitting import Fit
+from hf_lrlaw.ranking import Ranking
+from hf_lrlaw.schedules import Schedule
+
+__all__ = [
+    "plot_fit",
+    "plot_predictions_vs_actual",
+    "plot_ranking",
+    "save_figure",
+    "schedule_label",
+]
+
+_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
+_MAX_MARKERS = 1500  # observed points drawn per curve (evenly thinned beyond that)
+_DPI = 120
+
+
+# -- saving --------------------------------------------------------------------------------------
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = _DPI) -> Path:
+    """Write ``fig`` to ``path`` atomically (a temporary file in the same folder, then
+    ``os.replace``): PNG, or PDF/SVG by suffix. Missing parent folders are created."""
+    path = Path(path)
+    fmt = _FORMATS.get(path.suffix.lower(), "png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fig.canvas is None or not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format=fmt, dpi=dpi)
+        os.chmod(tmp, file_mode(path))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+# -- labels --------------------------------------------------------------------------------------
+
+_ABBREV = {
+    "peak_lr": "lr",
+    "total_steps": "T",
+    "warmup_steps": "W",
+    "warmup_shape": "warmup",
+    "warmup_start_ratio": "w0",
+    "decay_fraction": "decay",
+    "decay_shape": "",
+    "final_ratio": "final",
+    "milestones": "at",
+    "factor": "x",
+    "switch_fraction": "switch",
+    "second_ratio": "then",
+    "timescale": "tau",
+    "cycles": "cycles",
+    "min_ratio": "min",
+    "rewarmup_steps": "rewarm",
+    "name": "",
+}
+_COMMON_DEFAULTS = {"warmup_shape": "linear", "warmup_start_ratio": 0.0}
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.3g}"
+    if isinstance(value, (tuple, list)):
+        return "[" + ",".join(_num(v) for v in value) + "]"
+    return str(value)
+
+
+def _fields(s: Schedule) -> list[tuple[str, str]]:
+    """``(key, text)`` pairs that describe a schedule compactly, in canonical order."""
+    if s.kind == "free_form":
+        name = s.param("name")
+        return [("name", str(name) if name else f"{s.total_steps} steps")]
+    out = [("peak_lr", _num(s.peak_lr)), ("total_steps", _num(s.total_steps)),
+           ("warmup_steps", _num(s.warmup_steps))]  # fmt: skip
+    for key, default in _COMMON_DEFAULTS.items():
+        value = getattr(s, key)
+        if value != default:
+            out.append((key, _num(value)))
+    for key, value in s.param_items:
+        if value is not None:
+            out.append((key, _num(value)))
+    return out
+
+
+def _join(kind: str, fields: Sequence[tuple[str, str]], width: int) -> str:
+    parts = [text if not _ABBREV.get(key, key) else f"{_ABBREV.get(key, key)}={text}"
+             for key, text in fields]  # fmt: skip
+    return _truncate(" ".join([kind, *parts]), width)
+
+
+def _truncate(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(1, width - 1)] + "\u2026"
+
+
+def schedule_label(item: Schedule | str, width: int = 60) -> str:
+    """A short one-line label of a schedule (or of its text), e.g.
+    ``wsd lr=0.0003 T=24000 W=2160 decay=0.2 linear final=0.1``, cut at ``width`` characters."""
+    if isinstance(item, str):
+        try:
+            item = Schedule.parse(item)
+        except ValueError:
+            return _truncate(" ".join(item.split()), width)
+    if not isinstance(item, Schedule):
+        return _truncate(str(item), width)
+    return _join(item.kind, _fields(item), width)
+
+
+def _labels_without_common(
+    schedules: Sequence[Schedule], width: int
+) -> tuple[list[str], str]:
+    """Labels with the fields every schedule shares left out, and those shared fields as text."""
+    fields = [_fields(s) for s in schedules]
+    if len(schedules) < 2:
+        return [_join(s.kind, f, width) for s, f in zip(schedules, fields)], ""
+    shared = set(fields[0]).intersection(*map(set, fields[1:]))
+    shared_keys = {k for k, _ in shared if k in ("peak_lr", "total_steps", "warmup_steps")}
+    shared_keys |= {k for k, _ in shared if k in _COMMON_DEFAULTS}
+    labels = [
+        _join(s.kind, [(k, t) for k, t in f if k not in shared_keys], width)
+        for s, f in zip(schedules, fields)
+    ]
+    common = [(k, t) for k, t in fields[0] if k in shared_keys]
+    return labels, " ".join(f"{_ABBREV.get(k, k)}={t}" for k, t in common)
+
+
+# -- evaluation grid -----------------------------------------------------------------------------
+
+
+def _jumps(lrs: np.ndarray, limit: int = 8) -> np.ndarray:
+    """Steps right after the largest abrupt LR changes (> 5 % of the peak in one step)."""
+    if len(lrs) < 2:
+        return np.zeros(0, dtype=np.int64)
+    diff = np.abs(np.diff(lrs))
+    big = np.flatnonzero(diff > 0.05 * float(lrs.max()))
+    if len(big) > limit:
+        big = np.sort(big[np.argsort(diff[big])[-limit:]])
+    return big + 1
+
+
+def eval_steps(
+    lrs: np.ndarray, max_points: int = 400, include: Sequence[int] = (), min_area: float = 0.02
+) -> np.ndarray:
+    """At most ``max_points`` steps in ``0..T-1`` to draw a predicted curve at: half geometric,
+    half linear, denser right after abrupt LR changes, from the step where the LR area reaches
+    ``min_area`` of its total (the laws diverge at tiny areas) or the first of ``include``.
+    Every step of ``include`` (within range) is kept."""
+    lrs = np.asarray(lrs, dtype=np.float64)
+    t = len(lrs)
+    n = max(2, int(max_points))
+    area = np.cumsum(lrs)
+    positive = np.flatnonzero(area > 0)
+    first = int(positive[0]) if len(positive) else t - 1
+    start = int(np.searchsorted(area, min_area * area[-1]))
+    inc = np.asarray([s for s in include if first <= s < t], dtype=np.int64)
+    if len(inc):
+        start = min(start, int(inc.min()))
+    start = int(np.clip(start, first, t - 1))
+    last = t - 1
+    extra: list[np.ndarray] = []
+    budget = min(n // 4, 12 * len(_jumps(lrs)))
+    if budget:
+        per = max(2, budget // max(1, len(_jumps(lrs))))
+        for j in _jumps(lrs):
+            reach = max(2, min(2000, last - j + 1))
+            extra.append(j - 1 + np.unique(np.geomspace(1, reach, per).astype(np.int64)))
+    n_main = max(2, n - budget - len(inc))
+    n_geo = n_main // 2
+    geo = np.geomspace(max(start, 1), max(last, 1), max(n_geo, 1)).astype(np.int64)
+    lin = np.linspace(start, last, max(n_main - n_geo, 2)).round().astype(np.int64)
+    required = np.unique(np.concatenate([inc, [start, last]]))
+    others = np.unique(np.concatenate([geo, lin, *extra]))
+    others = others[(others > start) & (others < last)]
+    others = np.setdiff1d(others, required)
+    room = max(0, n - len(required))
+    if len(others) > room:
+        others = others[np.unique(np.linspace(0, len(others) - 1, room).round().astype(np.int64))]
+        others = others[:room]
+    return np.unique(np.concatenate([required, others]))
+
+
+# -- plot_fit ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Item:
+    label: str
+    lrs: np.ndarray
+    steps: np.ndarray | None  # observed points, if any
+    losses: np.ndarray | None
+    fitted_last: int  # last step the fit saw of this run (-1: a pure prediction)
+
+
+def _fitted_last_step(fit: Fit, curve: LossCurve) -> int:
+    """The last step of ``curve`` the fit was fitted on, from the fit's record of its curves:
+    matched by name; a curve the fit does not know is all prediction; ambiguous names (or no
+    record) count the curve as fitted up to its last point."""
+    records = [c for c in fit.curves if isinstance(c, Mapping)]
+    same = [c for c in records if c.get("name") == curve.name]
+    if len(same) == 1:
+        return min(int(same[0].get("last_step", curve.last_step)), curve.last_step)
+    if not same and curve.name and records:
+        return -1
+    return curve.last_step
+
+
+def _as_item(obj: Any, label: str | None, index: int) -> _Item:
+    if isinstance(obj, LossCurve):
+        return _Item(label or obj.name or f"curve {index + 1}", np.asarray(obj.lrs),
+                     np.asarray(obj.steps), np.asarray(obj.losses), -1)  # fmt: skip
+    if isinstance(obj, str):
+        obj = Schedule.parse(obj)
+    if isinstance(obj, Schedule):
+        return _Item(label or schedule_label(obj, 56), obj.lrs(), None, None, -1)
+    lrs = np.asarray(obj, dtype=np.float64)
+    if lrs.ndim != 1 or len(lrs) == 0:
+        raise ValueError("each item of predict= must be a Schedule, a LossCurve or a 1-D LR array")
+    return _Item(label or f"schedule {index + 1}", lrs, None, None, -1)
+
+
+def _thin(steps: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if len(steps) <= _MAX_MARKERS:
+        return steps, losses
+    keep = np.unique(np.linspace(0, len(steps) - 1, _MAX_MARKERS).round().astype(np.int64))
+    return steps[keep], losses[keep]
+
+
+def _fit_headline(fit: Fit) -> tuple[str, str]:
+    g = fit.goodness
+    stats = (
+        f"R\u00b2 {g.r2:.4f} \u00b7 mean rel. error {g.mean_rel_error:.3%} \u00b7 "
+        f"worst {g.worst_rel_error:.2%} \u00b7 {g.n_points} points"
+    )
+    flags = []
+    if not fit.annealing_identified:
+        flags.append("annealing not identified")
+    loose = [n for n, ok in fit.determined.items() if not ok]
+    annealing = getattr(fit.law_object, "annealing_param", None)
+    loose = [n for n in loose if not (n == annealing and not fit.annealing_identified)]
+    if loose:
+        flags.append("not determined: " + ", ".join(loose))
+    return stats, " \u00b7 ".join(flags)
+
+
+def plot_fit(
+    fit: Fit,
+    curves: Sequence[LossCurve] | LossCurve = (),
+    *,
+    predict: Sequence[Schedule | LossCurve | np.ndarray | str] = (),
+    labels: Sequence[str] | None = None,
+    level: float = 0.9,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+    max_points: int = 400,
+) -> Figure:
+    """The fitted law against the loss curves, with predicted curves and their bands.
+
+    For each curve: its observed points (filled where the fit used them, hollow where it did
+    not: held out), and the law over the curve's whole LR array, solid over the part the fit saw
+    and dashed, with the prediction band at ``level``, over the rest. Which part the fit saw is
+    read from ``fit.curves`` (matched by curve name; a curve the fit does not know is all
+    prediction). Each item of ``predict`` (a Schedule or its text, a LossCurve, or a per-step
+    LR array) adds a dashed predicted curve with its band (a LossCurve's points drawn hollow),
+    labelled by ``labels`` or a short form of the schedule. A lower panel shows the LR schedules.
+
+    Args:
+        fit: the fitted law.
+        curves: the curves to show with the law.
+        predict: extra runs to predict.
+        labels: one label per item of ``predict``.
+        level: the probability of the bands.
+        title: the figure's headline (default: the law and its number of curves); the goodness
+            of fit and the fit's flags (e.g. "annealing not identified") are always shown.
+        path: where to save the figure (PNG; atomically).
+        max_points: at most this many steps are evaluated per curve.
+
+    Returns:
+        The figure.
+    """
+    if isinstance(curves, LossCurve):
+        curves = [curves]
+    if isinstance(predict, (Schedule, LossCurve, str)):
+        predict = [predict]
+    curves, predict = list(curves), list(predict)
+    if labels is not None and len(labels) != len(predict):
+        raise ValueError(f"labels: {len(labels)} given for {len(predict)} item(s) of predict")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    items = [
+        _Item(c.name or f"curve {i + 1}", np.asarray(c.lrs), np.asarray(c.steps),
+              np.asarray(c.losses), _fitted_last_step(fit, c))  # fmt: skip
+        for i, c in enumerate(curves)
+    ]
+    items += [
+        _as_item(obj, None if labels is None else labels[i], i) for i, obj in enumerate(predict)
+    ]
+
+    fig = _new_figure(11.0, 7.0)
+    ax, ax_lr = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    colors = _colors(len(items))
+    observed: list[np.ndarray] = []
+    means: list[np.ndarray] = []
+    any_band = any_fitted = any_held = False
+    firsts = [int(it.steps[0]) for it in items if it.steps is not None and len(it.steps)]
+    for item, color in zip(items, colors):
+        include = [] if item.steps is None or not len(item.steps) else [int(item.steps[0])]
+        if item.fitted_last >= 0:
+            include.append(item.fitted_last)
+        # start where the data start (the laws blow up before): this run's, else any run's
+        start = include[0] if include else (min(firsts) if firsts else None)
+        grid = eval_steps(item.lrs, max_points, include)
+        if start is not None and (grid >= start).sum() >= 2:
+            grid = grid[grid >= start]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            mean, low, high = fit.predict_interval(item.lrs, grid, level=level)
+        ok = np.isfinite(mean)
+        grid, mean, low, high = grid[ok], mean[ok], low[ok], high[ok]
+        seen = grid <= item.fitted_last
+        ahead = grid >= item.fitted_last
+        if item.steps is not None and len(item.steps):
+            steps, losses = _thin(item.steps, item.losses)
+            used = steps <= item.fitted_last
+            if used.any():
+                ax.plot(steps[used], losses[used], "o", ms=2.5, color=color, alpha=0.35,
+                        mec="none", zorder=1)  # fmt: skip
+                any_fitted = True
+            if (~used).any():
+                ax.plot(steps[~used], losses[~used], "o", ms=3, mfc="none", mec=color,
+                        alpha=0.5, mew=0.7, zorder=1)  # fmt: skip
+                any_held = True
+            observed.append(item.losses)
+        label = item.label
+        if seen.sum() >= 2:
+            ax.plot(grid[seen], mean[seen], "-", color=color, lw=1.6, label=label, zorder=3)
+            label = None
+        if ahead.sum() >= 1:
+            ax.plot(grid[ahead], mean[ahead], "--", color=color, lw=1.6, label=label, zorder=3)
+            if fit.annealing_identified:
+                ax.fill_between(grid[ahead], low[ahead], high[ahead], color=color, alpha=0.13,
+                                lw=0)  # fmt: skip
+            else:  # very wide bands: light fill and edges, so the curves stay readable
+                ax.fill_between(grid[ahead], low[ahead], high[ahead], color=color, alpha=0.04,
+                                lw=0)  # fmt: skip
+                for edge in (low, high):
+                    ax.plot(grid[ahead], edge[ahead], ":", color=color, lw=0.7, alpha=0.6)
+            any_band = True
+        means.append(mean)
+        stride = max(1, len(item.lrs) // 4000)
+        lr_steps = np.unique(np.concatenate([np.arange(0, len(item.lrs), stride),
+                                             _jumps(item.lrs), _jumps(item.lrs) - 1,
+                                             [len(item.lrs) - 1]]))  # fmt: skip
+        ax_lr.plot(lr_steps, item.lrs[lr_steps], color=color, lw=1.2)
+
+    _set_loss_limits(ax, observed, means)
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_xlabel("step")
+    ax_lr.grid(alpha=0.3)
+    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+
+    handles, names = ax.get_legend_handles_labels()
+    names = [_truncate(n, 56) for n in names]
+    style = [Line2D([], [], color="0.3", lw=1.6, label="law, fitted part")]
+    if any_band:
+        style += [Line2D([], [], color="0.3", lw=1.6, ls="--", label="law, predicted"),
+                  Patch(color="0.3", alpha=0.15, label=f"{level:.0%} band")]  # fmt: skip
+    if any_fitted:
+        style.append(Line2D([], [], ls="", marker="o", ms=4, color="0.3", alpha=0.5,
+                            mec="none", label="loss, fitted"))  # fmt: skip
+    if any_held:
+        style.append(Line2D([], [], ls="", marker="o", ms=4, mfc="none", mec="0.3",
+                            label="loss, held out"))  # fmt: skip
+    ax.legend(handles + style, names + [h.get_label() for h in style], fontsize=7.5,
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+              frameon=False)  # fmt: skip
+
+    stats, flags = _fit_headline(fit)
+    headline = title or f"{fit.law} law fitted on {len(fit.curves)} curve(s)"
+    fig.suptitle("\n".join(x for x in (headline, stats, flags) if x), fontsize=10)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def _colors(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _set_loss_limits(ax: Any, observed: list[np.ndarray], means: list[np.ndarray]) -> None:
+    """Y limits from the data and the predicted means (bands may run off the axes: the laws'
+    blow-up at tiny areas and the wide bands of unidentified fits would hide everything)."""
+    obs = np.concatenate(observed) if observed else np.zeros(0)
+    pred = np.concatenate(means) if means else np.zeros(0)
+    pred = pred[np.isfinite(pred)]
+    if not len(obs) and not len(pred):
+        return
+    core_lo = min(float(obs.min()) if len(obs) else np.inf,
+                  float(pred.min()) if len(pred) else np.inf)  # fmt: skip
+    core_hi = float(np.quantile(obs, 0.995)) if len(obs) else float(np.quantile(pred, 0.95))
+    span = max(core_hi - core_lo, 1e-6 * max(abs(core_hi), 1.0))
+    ax.set_ylim(core_lo - 0.06 * span, core_hi + 0.06 * span)
+
+
+# -- plot_ranking --------------------------------------------------------------------------------
+
+
+def plot_ranking(
+    ranking: Ranking,
+    k: int = 20,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    title: str | None = None,
+) -> Figure:
+    """The predicted final loss of the top ``k`` candidates with their intervals, best on top.
+
+    Candidates the data cannot rule out (``ranking.contenders()``) are drawn in colour, the
+    others in grey; each row shows its probability of being the best. Parameters every shown
+    candidate shares (peak LR, steps, warmup) go to the subtitle instead of every label.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    rows = ranking.top(k)
+    if not rows:
+        raise ValueError("the ranking is empty")
+    n = len(rows)
+    labels, common = _labels_without_common([r.schedule for r in rows], 70)
+    labels = [f"{r.rank}. {lab}" for r, lab in zip(rows, labels)]
+    contenders = {id(r) for r in ranking.contenders()}
+    fig = _new_figure(10.0, 1.4 + 0.3 * n)
+    ax = fig.subplots()
+    y = np.arange(n)
+    pred = np.array([r.predicted for r in rows])
+    low = np.array([r.low for r in rows])
+    high = np.array([r.high for r in rows])
+    for i, r in enumerate(rows):
+        color = "C0" if id(r) in contenders else "0.55"
+        ax.errorbar(pred[i], y[i], xerr=[[pred[i] - low[i]], [high[i] - pred[i]]], fmt="o",
+                    color=color, ms=4, capsize=2.5, lw=1.2)  # fmt: skip
+    ax.axvline(ranking.best.predicted, color="C3", lw=0.8, ls=":")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"predicted final loss ({ranking.level:.0%} interval)")
+    ax.grid(axis="x", alpha=0.3)
+    x_right = float(high.max())
+    span = max(x_right - float(low.min()), 1e-9)
+    ax.set_xlim(float(low.min()) - 0.02 * span, x_right + 0.22 * span)
+    for i, r in enumerate(rows):
+        ax.text(x_right + 0.04 * span, y[i], f"P(best) {r.prob_best:.2f}", va="center",
+                fontsize=7, color="0.3")  # fmt: skip
+    head = title or (
+        f"Top {n} of {len(ranking)} candidates by predicted final loss ({ranking.law} law)"
+    )
+    sub = [common] if common else []
+    if ranking.notes:
+        sub.append(f"{len(ranking.notes)} note(s) on the fit: " + _truncate(ranking.notes[0], 90))
+    ax.set_title("\n".join([head, *sub]), fontsize=9.5)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+# -- plot_predictions_vs_actual ------------------------------------------------------------------
+
+
+def plot_predictions_vs_actual(
+    fits: Fit | Mapping[str, Fit],
+    curves: Sequence[LossCurve],
+    *,
+    level: float = 0.9,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """Predicted against observed loss at the last observed step of each curve, with the
+    prediction intervals at ``level``: one colour per fit (``fits`` may map labels to fits)."""
+    if isinstance(fits, Fit):
+        fits = {fits.law: fits}
+    curves = [c for c in curves if len(c)]
+    if not fits or not curves:
+        raise ValueError("plot_predictions_vs_actual needs at least one fit and one curve")
+    fig = _new_figure(6.8, 6.0)
+    ax = fig.subplots()
+    actual = np.array([c.final_loss for c in curves])
+    everything = [actual]
+    for j, (label, f) in enumerate(fits.items()):
+        pred, low, high = (np.empty(len(curves)) for _ in range(3))
+        for i, c in enumerate(curves):
+            m, lo, hi = f.predict_interval(c.lrs, [c.last_step], level=level)
+            pred[i], low[i], high[i] = m[0], lo[0], hi[0]
+        err = float(np.mean(np.abs(pred - actual) / actual))
+        shift = (j - (len(fits) - 1) / 2) * 0.004 * max(float(np.ptp(actual)), 1e-3)
+        ax.errorbar(actual + shift, pred, yerr=[pred - low, high - pred], fmt="o", ms=4, capsize=2,
+                    color=f"C{j}", label=f"{label}: mean |error| {err:.2%}", alpha=0.85)  # fmt: skip
+        everything += [pred]
+    for c, a in zip(curves, actual):
+        ax.annotate(_truncate(c.name, 28), (a, a), fontsize=6.5, color="0.35",
+                    xytext=(4, -9), textcoords="offset points")  # fmt: skip
+    both = np.concatenate(everything)
+    lo_, hi_ = float(both.min()), float(both.max())
+    pad = 0.08 * max(hi_ - lo_, 1e-3)
+    ax.plot([lo_ - pad, hi_ + pad], [lo_ - pad, hi_ + pad], color="0.5", lw=0.8, ls="--")
+    ax.set_xlim(lo_ - pad, hi_ + pad)
+    ax.set_ylim(lo_ - pad, hi_ + pad)
+    ax.set_xlabel("observed loss at the last step")
+    ax.set_ylabel(f"predicted loss ({level:.0%} interval)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(title or "Predicted vs observed final loss", fontsize=10)
+    if path is not None:
+        save_figure(fig, path)
+    return fig

@@ -1,0 +1,337 @@
+"""The ``lrlaw`` command, run in-process through ``main`` (and once as a real process)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from hf_lrlaw import Fit, Schedule, __version__, datasets, write_csv
+from hf_lrlaw.cli import UsageError, main, parse_curve_spec, parse_space
+
+PNG = b"\x89PNG\r\n\x1a\n"
+TRAIN = "dataset:multipowerlaw:model=25M,split=train"
+COSINE = "cosine(peak_lr=3e-4, total_steps=24000, warmup_steps=2160, final_ratio=0.1)"
+WSD = "wsd(peak_lr=3e-4, total_steps=24000, warmup_steps=2160, decay_fraction=0.2)"
+SPACE = (
+    "wsd:peak_lr=3e-4;total_steps=24000;warmup_steps=2160;decay_fraction=0.1,0.2,0.3;"
+    "decay_shape=linear,1-sqrt;final_ratio=0,0.1 | cosine:peak_lr=3e-4;total_steps=24000;"
+    "warmup_steps=2160;final_ratio=0,0.1"
+)
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def fit_json(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fit") / "fit.json"
+    assert main(["fit", TRAIN, "--law", "momentum", "--until", "0.5", "-o", str(path)]) == 0
+    return path
+
+
+# -- fit ---------------------------------------------------------------------------------------
+
+
+def test_fit_on_a_bundled_dataset(capsys, tmp_path):
+    out = tmp_path / "fit.json"
+    code, stdout, err = run(capsys, "fit", TRAIN, "--law", "momentum", "-o", out)
+    assert code == 0, err
+    assert "momentum law fitted on 3 curve(s)" in stdout and f"wrote {out}" in stdout
+    f = Fit.load(out)
+    assert f.law == "momentum"
+    assert sorted(c["name"] for c in f.curves) == [
+        "25M/constant_24000", "25M/cosine_24000", "25M/wsdcon_9"]  # fmt: skip
+
+
+def test_fit_on_a_csv_with_until_and_options(capsys, tmp_path):
+    train, _ = datasets.multipowerlaw_split("25M")
+    csv = tmp_path / "runs.csv"
+    write_csv([c.replace(steps=c.steps[::4], losses=c.losses[::4]) for c in train], csv)
+    out = tmp_path / "fit.json"
+    code, stdout, err = run(capsys, "fit", csv, "--law", "momentum", "--option", "lam=0.99",
+                            "--until", "12000", "-o", out)  # fmt: skip
+    assert code == 0, err
+    f = Fit.load(out)
+    assert f.law_options["lam"] == 0.99
+    assert max(c["last_step"] for c in f.curves) <= 12000
+
+
+def test_fit_auto_on_several_sources(capsys, tmp_path):
+    out = tmp_path / "auto.json"
+    spec = "dataset:multipowerlaw:model=25M,schedule=cosine_24000,constant_24000"
+    code, stdout, err = run(capsys, "fit", spec, "--until", "0.4", "--law", "power", "-o", out)
+    assert code == 0, err
+    assert Fit.load(out).law == "power"
+
+
+def test_parse_curve_spec():
+    assert parse_curve_spec("dataset:multipowerlaw:model=25M,schedule=a,b,total_steps=24000") == (
+        "multipowerlaw", {"model": "25M", "schedule": ["a", "b"], "total_steps": 24000})
+    assert parse_curve_spec("dataset:lr-scheduling") == ("lr-scheduling", {})
+    with pytest.raises(UsageError):
+        parse_curve_spec("dataset:multipowerlaw:25M")
+
+
+# -- predict -----------------------------------------------------------------------------------
+
+
+def test_predict_final_and_at_steps(capsys, fit_json, tmp_path):
+    code, stdout, err = run(capsys, "predict", fit_json, "--schedule", COSINE, "--schedule", WSD)
+    assert code == 0, err
+    assert "cosine(peak_lr=0.0003" in stdout and "23999" in stdout and "90% interval" in stdout
+
+    out = tmp_path / "pred.csv"
+    code, stdout, err = run(capsys, "predict", fit_json, "--schedule", COSINE, "--steps",
+                            "5000,10000,23999", "--level", "0.8", "--json", "-o", out)  # fmt: skip
+    assert code == 0, err
+    data = json.loads(stdout)
+    rows = data["predictions"]
+    assert [r["step"] for r in rows] == [5000, 10000, 23999]
+    assert all(r["low"] < r["predicted"] < r["high"] for r in rows)
+    assert rows[0]["predicted"] > rows[-1]["predicted"]
+    assert out.read_text().splitlines()[0] == "schedule,step,predicted,low,high,level"
+
+
+# -- rank --------------------------------------------------------------------------------------
+
+
+def test_rank_from_a_file(capsys, fit_json, tmp_path):
+    file = tmp_path / "candidates.txt"
+    file.write_text(f"# candidates\n{COSINE}\n\n{WSD}\n   # another comment\n{COSINE}\n")
+    out = tmp_path / "table.csv"
+    code, stdout, err = run(capsys, "rank", fit_json, "--schedules", file, "-o", out)
+    assert code == 0, err
+    assert "| rank | schedule |" in stdout and "2 candidate(s)" in stdout
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("rank,schedule,predicted") and len(lines) == 3
+
+
+def test_rank_a_space(capsys, fit_json, tmp_path):
+    out = tmp_path / "table.json"
+    fig = tmp_path / "rank.png"
+    code, stdout, err = run(capsys, "rank", fit_json, "--space", SPACE, "--top", "3", "-o", out,
+                            "--plot", fig)  # fmt: skip
+    assert code == 0, err
+    data = json.loads(out.read_text())
+    assert len(data["rows"]) == 14 and data["law"] == "momentum"
+    assert stdout.count("| `") == 3
+    assert fig.read_bytes()[:8] == PNG
+    md = tmp_path / "table.md"
+    assert main(["rank", str(fit_json), "--space", SPACE, "-o", str(md)]) == 0
+    assert md.read_text().count("| `") == 14
+
+
+def test_parse_space():
+    scheds = parse_space(SPACE)
+    assert len(scheds) == 14
+    assert all(isinstance(s, Schedule) for s in scheds)
+    assert {s.kind for s in scheds} == {"wsd", "cosine"}
+    ranged = parse_space("cosine:peak_lr=log(1e-4,1e-2,3);total_steps=lin(1000,3000,3)")
+    assert sorted({s.peak_lr for s in ranged}) == [1e-4, 1e-3, 1e-2]
+    assert sorted({s.total_steps for s in ranged}) == [1000, 2000, 3000]
+    steps = parse_space("multistep:peak_lr=1e-3;total_steps=1000;milestones=[0.8, 0.9],[0.5]")
+    assert [s.param("milestones") for s in steps] == [(0.8, 0.9), (0.5,)]
+
+
+def test_parse_space_skips_invalid_combinations():
+    with pytest.warns(UserWarning, match="skipped 1 of 2"):
+        scheds = parse_space("wsd:peak_lr=1e-3;total_steps=100;warmup_steps=50;"
+                             "decay_fraction=0.2,0.9")  # fmt: skip
+    assert len(scheds) == 1
+
+
+@pytest.mark.parametrize("spec", [
+    "wsd",  # no parameters: total_steps missing
+    "wsd:peak_lr",
+    "wsd:peak_lr=1e-3;peak_lr=2e-3;total_steps=10",
+    "nokind:peak_lr=1e-3;total_steps=100",
+    "cosine:peak_lr=log(0,1,3);total_steps=100",
+    "cosine:peak_lr=lin(1,2);total_steps=100",
+    "cosine:peak_lr=1e-3;total_steps=100 | ",
+    "cosine:peak_lr=1e-3;total_steps=lin(1,1000000,1000);final_ratio=lin(0,1,1000)",
+])  # fmt: skip
+def test_parse_space_errors(spec):
+    with pytest.raises(UsageError):
+        parse_space(spec)
+
+
+# -- plot, evaluate, datasets ------------------------------------------------------------------
+
+
+def test_plot_a_saved_fit(capsys, fit_json, tmp_path):
+    out = tmp_path / "fig.png"
+    code, stdout, err = run(capsys, "plot", fit_json, "dataset:multipowerlaw:model=25M",
+                            "--schedule", WSD, "--label", "my wsd", "-o", out)  # fmt: skip
+    assert code == 0, err
+    data = out.read_bytes()
+    assert data[:8] == PNG and len(data) > 10_000
+
+
+def test_plot_fitting_on_the_fly(capsys, tmp_path):
+    out = tmp_path / "fig.png"
+    code, stdout, err = run(capsys, "plot", TRAIN, "--law", "momentum", "--until", "0.5",
+                            "--max-points", "100", "-o", out)  # fmt: skip
+    assert code == 0, err
+    assert "momentum law fitted" in stdout
+    assert out.read_bytes()[:8] == PNG
+
+
+def test_evaluate(capsys, fit_json, tmp_path):
+    out = tmp_path / "acc.json"
+    code, stdout, err = run(capsys, "evaluate", fit_json, "dataset:multipowerlaw:model=25M",
+                            "-o", out)  # fmt: skip
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    assert len(report["curves"]) == 9 and report["held_out_curves"] == 9  # fitted on halves
+    assert 0 < report["mean_rel_error"] < 0.05
+    assert "held out" in stdout
+
+
+def test_datasets(capsys):
+    code, stdout, _ = run(capsys, "datasets")
+    assert code == 0 and "multipowerlaw" in stdout and "27" in stdout
+    code, stdout, _ = run(capsys, "datasets", "multipowerlaw")
+    assert code == 0 and "25M/cosine_24000" in stdout
+
+
+def test_version_and_help(capsys):
+    code, stdout, _ = run(capsys, "--version")
+    assert code == 0 and __version__ in stdout
+    code, stdout, _ = run(capsys, "rank", "--help")
+    assert code == 0 and "lin(LO,HI,N)" in stdout
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bad_cases(fit_json, tmp_path):
+    not_a_folder = tmp_path / "file.txt"
+    not_a_folder.write_text("x")
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{not json")
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("step,lr,loss\n0,1e-3,abc\n")
+    fit = str(fit_json)
+    return {
+        "missing curves": ["fit", tmp_path / "missing.csv", "-o", "{out}.json"],
+        "malformed csv": ["fit", bad_csv, "-o", "{out}.json"],
+        "unknown law": ["fit", TRAIN, "--law", "nope", "-o", "{out}.json"],
+        "bad law option": ["fit", TRAIN, "--law", "momentum", "--option", "lam=3",
+                           "-o", "{out}.json"],  # fmt: skip
+        "option with auto": ["fit", TRAIN, "--option", "lam=0.9", "-o", "{out}.json"],
+        "unknown dataset": ["fit", "dataset:nope", "-o", "{out}.json"],
+        "no matching curve": ["fit", "dataset:multipowerlaw:model=7M", "-o", "{out}.json"],
+        "fit error": ["fit", TRAIN, "--until", "2200", "--law", "momentum", "-o", "{out}.json"],
+        "unwritable output": ["fit", TRAIN, "--law", "momentum", "-o",
+                              not_a_folder / "fit.json"],  # fmt: skip
+        "malformed schedule": ["predict", fit, "--schedule", "wsd(peak_lr=3e-4", "-o",
+                               "{out}.json"],  # fmt: skip
+        "bad schedule value": ["predict", fit, "--schedule",
+                               "cosine(peak_lr=-1, total_steps=10)", "-o", "{out}.json"],
+        "step outside": ["predict", fit, "--schedule", COSINE, "--steps", "30000",
+                         "-o", "{out}.csv"],  # fmt: skip
+        "missing fit": ["predict", tmp_path / "nofit.json", "--schedule", COSINE],
+        "not a fit": ["predict", garbage, "--schedule", COSINE, "-o", "{out}.json"],
+        "rank no candidates": ["rank", fit, "-o", "{out}.csv"],
+        "rank bad suffix": ["rank", fit, "--space", SPACE, "-o", "{out}.txt"],
+        "rank bad space": ["rank", fit, "--space", "wsd:peak_lr=1;bogus=2", "-o", "{out}.csv"],
+        "rank missing file": ["rank", fit, "--schedules", tmp_path / "none.txt",
+                              "-o", "{out}.csv"],  # fmt: skip
+        "plot nothing": ["plot", fit, "-o", "{out}.png"],
+        "plot saved fit and law": ["plot", fit, TRAIN, "--law", "power", "-o", "{out}.png"],
+        "plot label count": ["plot", fit, "--schedule", COSINE, "--label", "a", "--label", "b",
+                             "-o", "{out}.png"],  # fmt: skip
+        "bad level": ["predict", fit, "--schedule", COSINE, "--level", "1.5"],
+        "no command": [],
+        "unknown command": ["frobnicate"],
+    }
+
+
+@pytest.mark.parametrize("case", [
+    "missing curves", "malformed csv", "unknown law", "bad law option", "option with auto",
+    "unknown dataset", "no matching curve", "fit error", "unwritable output",
+    "malformed schedule", "bad schedule value", "step outside", "missing fit", "not a fit",
+    "rank no candidates", "rank bad suffix", "rank bad space", "rank missing file",
+    "plot nothing", "plot saved fit and law", "plot label count", "bad level", "no command",
+    "unknown command",
+])  # fmt: skip
+def test_user_errors(case, bad_cases, capsys, tmp_path):
+    out = tmp_path / "out" / "result"
+    argv = [str(a).replace("{out}", str(out)) for a in bad_cases[case]]
+    code, stdout, err = run(capsys, *argv)
+    assert code == 2, (case, stdout, err)
+    lines = [ln for ln in err.splitlines() if not ln.startswith("lrlaw: warning:")]
+    assert len(lines) == 1 and lines[0].startswith("lrlaw: error: "), err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_the_command_as_a_process(fit_json, tmp_path):
+    out = tmp_path / "fig.png"
+    ok = subprocess.run(
+        [sys.executable, "-m", "hf_lrlaw.cli", "predict", str(fit_json), "--schedule", WSD],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "wsd(peak_lr=0.0003" in ok.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "hf_lrlaw.cli", "plot", str(fit_json), "--schedule", "wsd(",
+         "-o", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("lrlaw: error: ") and len(bad.stderr.splitlines()) == 1
+    assert not out.exists()
+
+
+# -- the plug-in hook (lrlaw search) -----------------------------------------------------------
+
+
+def test_plugin_subcommands(capsys, tmp_path, monkeypatch):
+    (tmp_path / "fake_lrlaw_plugin.py").write_text(textwrap.dedent("""
+        def add_parser(subparsers):
+            p = subparsers.add_parser("hello", help="say hello")
+            p.add_argument("--fail", action="store_true")
+            p.set_defaults(func=run)
+            return p
+
+        def run(args):
+            if args.fail:
+                raise ValueError("the plug-in refuses")
+            print("hello from the plug-in")
+            return 0
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("hf_lrlaw.cli.PLUGINS", {
+        "hello": ("fake_lrlaw_plugin", "say hello"),
+        "absent": ("no_such_package_xyz.cli", "not installed"),
+    })  # fmt: skip
+    code, stdout, err = run(capsys, "hello")
+    assert code == 0 and "hello from the plug-in" in stdout and not err
+    code, stdout, err = run(capsys, "hello", "--fail")
+    assert code == 2 and err == "lrlaw: error: the plug-in refuses\n"
+    code, stdout, _ = run(capsys, "--help")
+    assert "say hello" in stdout and "absent" not in stdout
+    code, _, err = run(capsys, "absent")
+    assert code == 2 and err.startswith("lrlaw: error: 'lrlaw absent' needs no_such_package_xyz")
+
+
+def test_lrlaw_does_not_import_ray():
+    code = (
+        "import sys\n"
+        "from hf_lrlaw.cli import main\n"
+        "assert main(['--help']) == 0\n"
+        "assert main(['datasets']) == 0\n"
+        "assert 'ray' not in sys.modules, 'lrlaw imported ray'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
