@@ -25,6 +25,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import minimize
 from scipy.stats import norm
+from threadpoolctl import threadpool_limits
 
 from hf_lrlaw.curves import LossCurve
 from hf_lrlaw.laws import Law, LawError, available_laws, get_law
@@ -344,6 +345,7 @@ class Fit:
     objective: float = float("nan")
     fit_seconds: float = float("nan")
     prior: dict[str, Any] | None = None
+    discrepancy: dict[str, Any] | None = None
 
     # -- parameters ------------------------------------------------------------------------
     @property
@@ -387,33 +389,50 @@ class Fit:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(mean, low, high)`` at ``steps``; see the class docstring for what the band holds."""
         law, (lr_arr, st) = self.law_object, _lrs_and_steps(lrs, steps)
-        return self._interval(law, law.prepare(lr_arr, st), level)
+        return self._interval(law, law.prepare(lr_arr, st), level, st)
 
     def predict_final(
         self, schedules: Sequence[np.ndarray | Schedule] | np.ndarray, level: float = 0.9
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(mean, low, high)`` of the final loss of many schedules, vectorised per horizon."""
         law = self.law_object
-        rows = _lr_rows(schedules)
-        mean, low, high = (np.empty(len(rows)) for _ in range(3))
-        by_len: dict[int, list[int]] = {}
-        for i, r in enumerate(rows):
-            by_len.setdefault(len(r), []).append(i)
-        for idx in by_len.values():
-            block = np.stack([rows[i] for i in idx])
+        if isinstance(schedules, np.ndarray) and schedules.ndim == 2:
+            blocks = [(np.arange(len(schedules)), np.asarray(schedules, dtype=np.float64))]
+            n = len(schedules)
+        else:
+            rows = [_lrs_and_steps(s, None)[0] for s in schedules]
+            n = len(rows)
+            by_len: dict[int, list[int]] = {}
+            for i, r in enumerate(rows):
+                by_len.setdefault(len(r), []).append(i)
+            blocks = [(np.asarray(idx), np.stack([rows[i] for i in idx])) for idx in by_len.values()]
+        mean, low, high = (np.empty(n) for _ in range(3))
+        for idx, block in blocks:
+            if np.any(~np.isfinite(block)) or np.any(block < 0):
+                raise FitError("predict_final(): learning rates must be finite and >= 0")
             for chunk in np.array_split(np.arange(len(idx)), max(1, len(idx) // 512)):
-                m, lo, hi = self._interval(law, law.prepare_final(block[chunk]), level)
-                sel = np.asarray(idx)[chunk]
-                mean[sel], low[sel], high[sel] = m, lo, hi
+                final = np.full(len(chunk), block.shape[1] - 1)
+                m, lo, hi = self._interval(law, law.prepare_final(block[chunk]), level, final)
+                mean[idx[chunk]], low[idx[chunk]], high[idx[chunk]] = m, lo, hi
         return mean, low, high
 
-    def _interval(self, law: Law, prep: Any, level: float):
+    def _interval(self, law: Law, prep: Any, level: float, steps: np.ndarray):
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            mean, low, high = self._interval_raw(law, prep, level)
+            mean, low, high = self._interval_raw(law, prep, level, steps)
         bad = ~(np.isfinite(mean) & np.isfinite(low) & np.isfinite(high))
         return tuple(np.where(bad, np.nan, a) for a in (mean, low, high))
 
-    def _interval_raw(self, law: Law, prep: Any, level: float):
+    def model_error(self, steps: np.ndarray) -> np.ndarray:
+        """Relative (log) sd the law itself adds when predicting at ``steps``: zero within the
+        observed range, growing with the log of how far past the last fitted step it goes."""
+        d = self.discrepancy or {}
+        kappa = float((d.get("calibration") or {}).get("extrapolation", 0.0))
+        last = int(d.get("last_step", -1))
+        if kappa <= 0 or last < 0:
+            return np.zeros(len(steps))
+        return kappa * np.log(np.maximum((np.asarray(steps) + 1.0) / (last + 1.0), 1.0))
+
+    def _interval_raw(self, law: Law, prep: Any, level: float, steps: np.ndarray):
         theta = self.theta
         pred, jac = law.jacobian(theta, prep)
         jac_x = jac * np.where(self.log_params, theta, 1.0)[None, :]
@@ -421,7 +440,7 @@ class Fit:
         z = norm.ppf(0.5 + level / 2)
         with np.errstate(invalid="ignore", divide="ignore"):
             rel = np.sqrt(np.maximum(var, 0.0)) / np.abs(pred)
-        sd_log = np.sqrt(rel**2 + self.scatter**2)
+        sd_log = np.sqrt(rel**2 + self.scatter**2 + self.model_error(steps) ** 2)
         low, high = pred * np.exp(-z * sd_log), pred * np.exp(z * sd_log)
         name = getattr(law, "annealing_param", None)
         if name and not self.annealing_identified and self.prior is None:
@@ -486,6 +505,7 @@ class Fit:
             "objective": self.objective,
             "fit_seconds": self.fit_seconds,
             "prior": self.prior,
+            "discrepancy": self.discrepancy,
         }
 
     @classmethod
@@ -517,6 +537,7 @@ class Fit:
                 objective=float(data.get("objective", float("nan"))),
                 fit_seconds=float(data.get("fit_seconds", float("nan"))),
                 prior=data.get("prior"),
+                discrepancy=data.get("discrepancy"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise FitError(f"saved Fit is incomplete or malformed: {exc!r}") from None
@@ -584,12 +605,6 @@ def _lrs_and_steps(lrs: Any, steps: Any) -> tuple[np.ndarray, np.ndarray]:
     return arr, st
 
 
-def _lr_rows(schedules: Any) -> list[np.ndarray]:
-    if isinstance(schedules, np.ndarray) and schedules.ndim == 2:
-        return list(schedules.astype(np.float64))
-    return [_lrs_and_steps(s, None)[0] for s in schedules]
-
-
 # -- fit() ---------------------------------------------------------------------------------
 
 
@@ -599,6 +614,7 @@ def fit(
     *,
     law_options: Mapping[str, Any] | None = None,
     prior: str | os.PathLike[str] | Prior | Fit | None = None,
+    calibration: str | Mapping[str, float] | None = "default",
     n_starts: int = 4,
     weights: str = "points",
     delta: float = HUBER_DELTA,
@@ -615,18 +631,58 @@ def fit(
             "default:<dataset>", a path to a prior or Fit JSON, a :class:`~hf_lrlaw.priors.Prior`,
             or the :class:`Fit` of an earlier run. With a prior the fit is the posterior mode
             and intervals include the prior's uncertainty (Laplace approximation).
+        calibration: the law's own error when extrapolating past the last fitted step, added
+            to prediction intervals: "default" (the prior's calibration, else the one shipped
+            with the law's default prior, measured on the public curves), None (none), or
+            ``{"extrapolation": kappa}`` (log-sd per unit of log(step / last fitted step)).
         n_starts: L-BFGS-B starts, from a variable-projection grid.
         weights: "points" (every point counts once, as in the papers) or "curves" (every curve
             counts the same whatever its number of points).
         delta: the Huber threshold on ``log(pred) - log(loss)``.
     """
     curves = _as_curves(curves)
+    # The fit's linear algebra is on tiny matrices: BLAS threads only add latency (4x slower
+    # measured on 2 busy cores), and they would compete with a training run in the same process.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit(curves, law, law_options, prior, calibration, n_starts, weights, delta)
+
+
+def _fit(curves, law, law_options, prior, calibration, n_starts, weights, delta) -> Fit:
     if law == "auto":
         if isinstance(prior, Fit):
             law, law_options = prior.law, prior.law_options
         else:
-            return _fit_auto(curves, law_options or {}, prior, n_starts, weights, delta)
-    return _fit_one(curves, law, dict(law_options or {}), prior, n_starts, weights, delta)
+            chosen = _fit_auto(curves, law_options or {}, prior, n_starts, weights, delta)
+            return _calibrate(chosen, calibration)
+    return _calibrate(
+        _fit_one(curves, law, dict(law_options or {}), prior, n_starts, weights, delta), calibration
+    )
+
+
+def _calibrate(f: Fit, calibration: str | Mapping[str, float] | None) -> Fit:
+    """Attach the model-discrepancy terms ``calibration`` names to a fresh Fit."""
+    if calibration is None:
+        return f
+    if isinstance(calibration, str):
+        if calibration != "default":
+            raise FitError(f"calibration must be 'default', None or a dict, got {calibration!r}")
+        cal = ((f.prior or {}).get("prior") or {}).get("calibration")
+        if cal is None:
+            try:
+                cal = resolve_prior("default", f.law_object).calibration
+            except PriorError:
+                cal = None
+        if cal is None:
+            return f
+    else:
+        cal = dict(calibration)
+        if not all(isinstance(v, (int, float)) and v >= 0 for v in cal.values()):
+            raise FitError("calibration values must be non-negative numbers")
+    f.discrepancy = {
+        "calibration": {k: float(v) for k, v in cal.items()},
+        "last_step": max(int(c["last_step"]) for c in f.curves),
+    }
+    return f
 
 
 def _fit_one(

@@ -27,7 +27,7 @@ from hf_lrlaw.laws import Law, get_law
 if TYPE_CHECKING:
     from hf_lrlaw.fitting import Fit
 
-__all__ = ["Prior", "PriorError", "RunContext", "resolve_prior", "shipped_priors", "SCHEMA"]
+__all__ = ["Prior", "PriorError", "RunContext", "learn_prior", "resolve_prior", "shipped_priors", "size_prior", "SCHEMA"]
 
 SCHEMA = "hf_lrlaw.prior/1"
 FIT_TRANSFER_WIDTH = 0.15  # extra spread (log units) when an earlier run's Fit serves as prior
@@ -67,6 +67,7 @@ class Prior:
     source: str
     n_runs: tuple[int, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    calibration: Mapping[str, float] | None = None  # model-discrepancy terms, see fit()
 
     def __post_init__(self) -> None:
         if not (len(self.names) == len(self.mean) == len(self.std)):
@@ -108,6 +109,7 @@ class Prior:
             "source": self.source,
             "n_runs": list(self.n_runs),
             "notes": list(self.notes),
+            "calibration": None if self.calibration is None else dict(self.calibration),
         }
 
     @classmethod
@@ -124,6 +126,7 @@ class Prior:
                 source=str(data.get("source", "")),
                 n_runs=tuple(int(v) for v in data.get("n_runs", ())),
                 notes=tuple(data.get("notes", ())),
+                calibration=data.get("calibration"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PriorError(f"malformed prior: {exc!r}") from None
@@ -182,7 +185,56 @@ class Prior:
             std=tuple(float(v) for v in std),
             source=f"earlier fit on {', '.join(n for n in names_list if n) or 'its curves'}",
             n_runs=(len(fit.curves),) * len(names),
+            calibration=(fit.discrepancy or {}).get("calibration"),
         )
+
+
+def size_prior(
+    fits: Sequence[Fit], sizes: Sequence[float], target_size: float, *, widen: float = 0.1
+) -> Prior:
+    """A prior for a model of ``target_size`` parameters from full fits of smaller models.
+
+    Each transfer feature is regressed on ``log(size)`` across the fits (a line through two or
+    more sizes; the mean for one) and read off at the target size. Its std combines the fits'
+    own uncertainty, the scatter around the line, the line's extrapolation error and ``widen``.
+    """
+    if len(fits) != len(sizes) or not fits:
+        raise PriorError("size_prior needs one size per fit, and at least one fit")
+    priors = [Prior.from_fit(f, widen=0.0) for f in fits]
+    law = fits[0].law_object
+    if any(p.law != priors[0].law or dict(p.law_options) != dict(priors[0].law_options) for p in priors):
+        raise PriorError("size_prior needs fits of one law with the same options")
+    x = np.log(np.asarray(sizes, dtype=float))
+    x0 = np.log(float(target_size))
+    phi = np.array([p.mean for p in priors])  # (fits, features)
+    own = np.array([p.std for p in priors])
+    mean, std = [], []
+    for j in range(phi.shape[1]):
+        if len(fits) == 1 or np.ptp(x) == 0:
+            mean.append(float(phi[:, j].mean()))
+            std.append(float(np.sqrt(np.mean(own[:, j] ** 2) + phi[:, j].var() + widen**2)))
+            continue
+        w = 1.0 / np.maximum(own[:, j], 1e-3) ** 2
+        design = np.column_stack([np.ones_like(x), x - x.mean()])
+        cov = np.linalg.inv(design.T @ (design * w[:, None]))
+        coef = cov @ design.T @ (w * phi[:, j])
+        resid = phi[:, j] - design @ coef
+        dof = max(len(x) - 2, 1)
+        scatter2 = float(resid @ resid) / dof if len(x) > 2 else 0.0
+        at = np.array([1.0, x0 - x.mean()])
+        line_var = float(at @ cov @ at) * max(1.0, scatter2 * float(w.mean()))
+        mean.append(float(at @ coef))
+        std.append(float(np.sqrt(line_var + scatter2 + widen**2)))
+    return Prior(
+        law=law.name,
+        law_options=dict(fits[0].law_options),
+        names=priors[0].names,
+        mean=tuple(mean),
+        std=tuple(std),
+        source=f"size sweep {', '.join(f'{s:.3g}' for s in sizes)} -> {target_size:.3g} parameters",
+        n_runs=(len(fits),) * len(mean),
+        calibration=priors[0].calibration,
+    )
 
 
 def _feature_jacobian(law: Law, theta: np.ndarray, ctx: RunContext) -> np.ndarray:

@@ -122,7 +122,7 @@ def test_prepare_final_agrees_with_prepare_at_the_last_step(name):
     theta = np.array(theta, dtype=float)
     batch = law.predict(theta, law.prepare_final(np.stack([s.lrs() for s in scheds])))
     one = [law.predict(theta, law.prepare(s.lrs(), [s.total_steps - 1]))[0] for s in scheds]
-    np.testing.assert_allclose(batch, one, rtol=2e-5)
+    np.testing.assert_allclose(batch, one, rtol=5e-5)  # both binned: each within ~2e-5 of exact
 
 
 @pytest.mark.parametrize("name", available_laws())

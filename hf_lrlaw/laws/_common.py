@@ -13,8 +13,28 @@ WARMUP_MODES = ("peak", "actual", "include")
 
 
 def warmup_end_rows(lrs: np.ndarray) -> np.ndarray:
-    """:func:`~hf_lrlaw.laws.areas.warmup_end` of every row of a 2-D array, vectorised."""
+    """:func:`~hf_lrlaw.laws.areas.warmup_end` of every row of a 2-D array, vectorised.
+
+    Fast path: where a row rises monotonically to its first maximum (every ordinary schedule),
+    that maximum ends the warmup and only the columns up to it are scanned.
+    """
     lrs = np.atleast_2d(np.asarray(lrs, dtype=np.float64))
+    n, t = lrs.shape
+    if t < 2:
+        return np.zeros(n, dtype=np.int64)
+    first_max = np.argmax(lrs, axis=1)
+    head = lrs[:, : int(first_max.max()) + 1]
+    rising = np.diff(head, axis=1) >= 0
+    before = np.arange(head.shape[1] - 1)[None, :] < first_max[:, None]
+    ok = np.all(rising | ~before, axis=1)
+    if np.all(ok):
+        return first_max
+    out = first_max.copy()
+    out[~ok] = _warmup_end_rows_scan(lrs[~ok])
+    return out
+
+
+def _warmup_end_rows_scan(lrs: np.ndarray) -> np.ndarray:
     n, t = lrs.shape
     if t < 2:
         return np.zeros(n, dtype=np.int64)
@@ -31,6 +51,38 @@ def warmup_peak_rows(lrs: np.ndarray) -> np.ndarray:
     w = warmup_end_rows(lrs)
     at_w = lrs[np.arange(len(lrs)), w][:, None]
     return np.where(np.arange(lrs.shape[1])[None, :] < w[:, None], at_w, lrs)
+
+
+def final_areas(lrs: np.ndarray, lam: float | None, warmup: str) -> tuple[np.ndarray, ...]:
+    """S1 (and S2 when ``lam`` is given) at the last step of every row, in one pass over the
+    array plus one over the warmup columns; the annealing signal of every row.
+
+    ``S2(T-1) = lrs @ v`` with ``v_j = w_{j+1} - w_j`` (ends adjusted), the momentum weights
+    ``w_i = (1 - lam**(T-i)) / (1 - lam)``; setting the warmup to its peak changes only the
+    warmup columns, so it is a correction over those alone.
+    """
+    lrs = np.atleast_2d(np.asarray(lrs, dtype=np.float64))
+    n, t = lrs.shape
+    w_end = warmup_end_rows(lrs)
+    peak = lrs[np.arange(n), w_end]
+    cols = int(w_end.max())
+    in_warmup = np.arange(cols)[None, :] < w_end[:, None]
+    lift = np.where(in_warmup, peak[:, None] - lrs[:, :cols], 0.0)  # peak - lr in the warmup
+    s1 = lrs.sum(axis=1)
+    if warmup == "peak":
+        s1 = s1 + lift.sum(axis=1)
+    top = np.maximum(lrs.max(axis=1), 1e-300)
+    anneal = (top - lrs[:, -1]) / top
+    if lam is None:
+        return s1, anneal
+    weights = (1.0 - lam ** (t - np.arange(t))) / (1.0 - lam)
+    v = np.zeros(t)
+    v[:-1] += weights[1:]
+    v[1:] -= weights[1:]
+    s2 = lrs @ v
+    if warmup != "include":
+        s2 = s2 + lift @ v[:cols]
+    return s1, s2, anneal
 
 
 def s1_areas(lrs: np.ndarray, warmup: str) -> np.ndarray:

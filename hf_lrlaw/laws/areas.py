@@ -197,3 +197,73 @@ def bin_final_drops(
 def lr_floor(lrs: np.ndarray) -> float:
     """A tiny positive LR standing in for an LR of zero where a law takes its logarithm."""
     return 1e-12 * max(float(np.max(lrs)), 1e-300)
+
+
+def drop_pairs(
+    lrs: np.ndarray,
+    steps: np.ndarray,
+    start: int = 0,
+    exact: bool = False,
+    ratio: float = 2.0,
+    band: float = 1.25,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The (step, bin) pairs of the multi-power loss-drop sum at ``steps``, two-tier.
+
+    The fine bins of :func:`bin_drops` are merged into coarse ones (runs of bins between two
+    evaluated steps with one sign and an LR within 25%). A step uses a coarse bin when it lies at
+    least ``ratio`` times the bin's length past it, and the bin's fine parts otherwise: distant
+    changes need no fine resolution, and most pairs are distant. Returns, per pair, the index of
+    its step in ``steps``, the LR area from the bin to the step, the bin's drop and log LR.
+    """
+    lrs = np.asarray(lrs, dtype=np.float64)
+    steps = np.asarray(steps, dtype=np.int64)
+    cs = np.cumsum(lrs)
+    fine = bin_drops(lrs, steps, start=start, exact=exact)
+    if exact or len(fine) == 0:
+        return _pairs_with(fine, np.arange(len(fine)), steps, cs, fine.last)
+    # Coarse groups: consecutive fine bins with the same (gap, sign, 25% LR band).
+    gap = np.searchsorted(steps, fine.last, side="left")
+    lr_band = np.floor(fine.log_lr / np.log(band)).astype(np.int64)
+    key = np.stack([gap, (fine.drop > 0).astype(np.int64), lr_band])
+    new = np.ones(len(fine), dtype=bool)
+    new[1:] = np.any(key[:, 1:] != key[:, :-1], axis=0)
+    gstart = np.flatnonzero(new)
+    gend = np.r_[gstart[1:], len(fine)]
+    g_drop = np.add.reduceat(fine.drop, gstart)
+    g_area = np.add.reduceat(fine.drop * fine.area_before, gstart) / g_drop
+    g_log = np.add.reduceat(fine.drop * fine.log_lr, gstart) / g_drop
+    g_last = fine.last[gend - 1]
+    g_first = np.r_[0, fine.last[:-1] + 1][gstart]  # at or before the group's first change
+    span = g_last - g_first + 1
+    # Every (step, group) with the group wholly before the step.
+    n_before = np.searchsorted(g_last, steps, side="right")
+    pe = np.repeat(np.arange(len(steps)), n_before)
+    pg = np.arange(len(pe)) - np.repeat(np.cumsum(n_before) - n_before, n_before)
+    coarse = (steps[pe] - g_last[pg]) >= ratio * span[pg]
+    # Coarse pairs.
+    ce, cg = pe[coarse], pg[coarse]
+    # Fine pairs: expand the remaining groups into their fine bins.
+    fe_, fg = pe[~coarse], pg[~coarse]
+    counts = gend[fg] - gstart[fg]
+    f_step = np.repeat(fe_, counts)
+    f_bin = np.repeat(gstart[fg], counts) + (
+        np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    )
+    pair_step = np.concatenate([ce, f_step])
+    at = cs[steps][pair_step]
+    area_before = np.concatenate([g_area[cg], fine.area_before[f_bin]])
+    drop = np.concatenate([g_drop[cg], fine.drop[f_bin]])
+    log_lr = np.concatenate([g_log[cg], fine.log_lr[f_bin]])
+    return pair_step, at - area_before, drop, log_lr
+
+
+def _pairs_with(bins: DropBins, idx, steps, cs, last):
+    n_before = np.searchsorted(last, steps, side="right")
+    pair_step = np.repeat(np.arange(len(steps)), n_before)
+    pair_bin = np.arange(len(pair_step)) - np.repeat(np.cumsum(n_before) - n_before, n_before)
+    return (
+        pair_step,
+        cs[steps][pair_step] - bins.area_before[pair_bin],
+        bins.drop[pair_bin],
+        bins.log_lr[pair_bin],
+    )

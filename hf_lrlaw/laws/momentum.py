@@ -17,13 +17,12 @@ import numpy as np
 
 from hf_lrlaw.laws._common import (
     anneal_signal,
-    anneal_signal_rows,
     check_warmup,
+    final_areas,
     projected_starts,
     s1_areas,
-    warmup_peak_rows,
 )
-from hf_lrlaw.laws.areas import momentum_area, momentum_area_final, with_warmup_at_peak
+from hf_lrlaw.laws.areas import momentum_area, with_warmup_at_peak
 from hf_lrlaw.laws.base import LawError, Param
 
 __all__ = ["MomentumLaw"]
@@ -57,7 +56,7 @@ class MomentumLaw:
         "log_anneal_gain": ("L0", "C"),
     }
 
-    def __init__(self, lam: float = 0.999, warmup: str = "include") -> None:
+    def __init__(self, lam: float = 0.999, warmup: str = "peak") -> None:
         if not 0.0 <= lam < 1.0:
             raise LawError(f"lam (the momentum decay factor) must be in [0, 1), got {lam}")
         self.lam = float(lam)
@@ -104,11 +103,8 @@ class MomentumLaw:
         return np.array([theta for _, theta in found[:n]])
 
     def prepare_final(self, lrs: np.ndarray) -> _Prep:
-        lrs = np.atleast_2d(np.asarray(lrs, dtype=np.float64))
-        at_peak = warmup_peak_rows(lrs)
-        s1 = (at_peak if self.warmup == "peak" else lrs).sum(axis=1)
-        s2 = momentum_area_final(lrs if self.warmup == "include" else at_peak, self.lam)
-        return _Prep(s1, s2, anneal_signal_rows(lrs))
+        s1, s2, anneal = final_areas(lrs, self.lam, self.warmup)
+        return _Prep(s1, s2, anneal)
 
     def transfer_features(self, theta: np.ndarray, peak_lr: float, horizon: int) -> np.ndarray:
         """Parameters in units that carry over between runs: the exponent, the power-law term

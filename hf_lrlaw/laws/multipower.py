@@ -22,7 +22,7 @@ from hf_lrlaw.laws._common import (
     projected_starts,
     warmup_end_rows,
 )
-from hf_lrlaw.laws.areas import bin_drops, bin_final_drops, lr_area, warmup_end
+from hf_lrlaw.laws.areas import bin_final_drops, drop_pairs, lr_area, warmup_end
 from hf_lrlaw.laws.base import LawError, Param
 
 __all__ = ["MultiPowerLaw"]
@@ -54,6 +54,18 @@ class MultiPowerLaw:
         Param("gamma", 1e-3, 3.0, doc="exponent of the LR in G's argument"),
     )
     annealing_param = "B"
+    transfer_names = (
+        "log_alpha", "log_power_at_horizon", "log_drop_scale", "log_drop_rate", "log_beta",
+        "log_gamma",
+    )
+    transfer_depends = {
+        "log_alpha": ("alpha",),
+        "log_power_at_horizon": ("L0", "A", "alpha"),
+        "log_drop_scale": ("L0", "B"),
+        "log_drop_rate": ("C", "gamma"),
+        "log_beta": ("beta",),
+        "log_gamma": ("gamma",),
+    }
 
     def __init__(self, warmup: str = "include", exact: bool = False) -> None:
         if warmup not in WARMUP_MODES:
@@ -71,19 +83,16 @@ class MultiPowerLaw:
         lrs = np.asarray(lrs, dtype=np.float64)
         steps = np.asarray(steps, dtype=np.int64)
         cs = lr_area(lrs)
-        bins = bin_drops(lrs, steps, start=self._start(lrs), exact=self.exact)
-        # Pair every step with the bins wholly at or before it.
-        n_before = np.searchsorted(bins.last, steps, side="right")
-        pair_step = np.repeat(np.arange(len(steps)), n_before)
-        offsets = np.repeat(np.cumsum(n_before) - n_before, n_before)
-        pair_bin = np.arange(len(pair_step)) - offsets
+        pair_step, pair_area, pair_drop, pair_log_lr = drop_pairs(
+            lrs, steps, start=self._start(lrs), exact=self.exact
+        )
         return _Prep(
             s1=cs[steps],
             n_steps=len(steps),
             pair_step=pair_step,
-            pair_area=cs[steps][pair_step] - bins.area_before[pair_bin],
-            pair_drop=bins.drop[pair_bin],
-            pair_log_lr=bins.log_lr[pair_bin],
+            pair_area=pair_area,
+            pair_drop=pair_drop,
+            pair_log_lr=pair_log_lr,
             anneal=anneal_signal(lrs, steps),
         )
 
@@ -167,6 +176,22 @@ class MultiPowerLaw:
             pair_log_lr=bins.log_lr,
             anneal=anneal_signal_rows(lrs),
         )
+
+    def transfer_features(self, theta: np.ndarray, peak_lr: float, horizon: int) -> np.ndarray:
+        """The exponents; the power-law term at the end of the run relative to L0; the largest
+        loss drop (full decay from the peak) relative to L0; and the rate inside G at the peak
+        LR, ``C * peak_lr**(1 - gamma)`` per step (G's argument grows like that)."""
+        l0, a, alpha, b, c, beta, gamma = theta
+        l0 = max(l0, 1e-6)
+        log_peak = np.log(peak_lr)
+        return np.array([
+            np.log(alpha),
+            np.log(a) - alpha * np.log(peak_lr * horizon) - np.log(l0),
+            np.log(b) + log_peak - np.log(l0),
+            np.log(c) + (1 - gamma) * log_peak,
+            np.log(beta),
+            np.log(gamma),
+        ])
 
     def anneal_signal(self, prep: _Prep) -> float:
         return prep.anneal

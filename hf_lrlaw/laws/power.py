@@ -12,11 +12,10 @@ import numpy as np
 
 from hf_lrlaw.laws._common import (
     anneal_signal,
-    anneal_signal_rows,
     check_warmup,
+    final_areas,
     projected_starts,
     s1_areas,
-    warmup_peak_rows,
 )
 from hf_lrlaw.laws.base import Param
 
@@ -78,9 +77,8 @@ class PowerLaw:
         return np.array([theta for _, theta in found[:n]])
 
     def prepare_final(self, lrs: np.ndarray) -> _Prep:
-        lrs = np.atleast_2d(np.asarray(lrs, dtype=np.float64))
-        s1 = (warmup_peak_rows(lrs) if self.warmup == "peak" else lrs).sum(axis=1)
-        return _Prep(s1, anneal_signal_rows(lrs))
+        s1, anneal = final_areas(lrs, None, self.warmup)
+        return _Prep(s1, anneal)
 
     def transfer_features(self, theta: np.ndarray, peak_lr: float, horizon: int) -> np.ndarray:
         """The exponent, and the power-law term at the end of the run relative to L0."""

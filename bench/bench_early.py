@@ -1,0 +1,135 @@
+"""Early-run prediction on the public curves: priors learned on one data set, tested on the other.
+
+For every run of the test set, fit the law on its first 25% and 50% (the rest of its schedule
+is known) and predict its final loss. Figures: mean and worst relative error, and the coverage
+of the nominal 90% interval (fraction of runs whose final loss falls inside). "prior" uses the
+shipped prior learned on the *other* data set only (hf_lrlaw/priors/<law>.<set>.json, rebuilt
+by bench/build_priors.py) with its calibration; "none" is the plain maximum-likelihood fit.
+
+Size transfer: fit the smaller models of a size sweep on their full curves, build a size-aware
+prior (hf_lrlaw.priors.size_prior) and predict the largest model's final loss from its first 25%.
+
+Run: python bench/bench_early.py [--laws momentum multipower] [--subsample N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, table  # noqa: E402
+
+import hf_lrlaw  # noqa: E402
+from hf_lrlaw import FitError, datasets  # noqa: E402
+from hf_lrlaw.priors import size_prior  # noqa: E402
+
+OTHER = {"multipowerlaw": "lr-scheduling", "lr-scheduling": "multipowerlaw"}
+
+
+def early(law: str, test_set: str, frac: float, use_prior: bool, subsample: int):
+    curves = datasets.load(test_set)[::subsample]
+    errs, inside, failed = [], [], 0
+    for c in curves:
+        head = c.head(frac)
+        try:
+            if use_prior:
+                f = hf_lrlaw.fit(head, law, prior=f"default:{OTHER[test_set]}")
+            else:
+                f = hf_lrlaw.fit(head, law, calibration=None)
+        except FitError:
+            failed += 1
+            continue
+        m, lo, hi = f.predict_interval(c.lrs, [c.steps[-1]], level=0.9)
+        y = c.losses[-1]
+        errs.append(abs(m[0] - y) / y)
+        inside.append(bool(lo[0] <= y <= hi[0]))
+    return np.array(errs), np.array(inside), failed, len(curves)
+
+
+SWEEPS = {
+    "multipowerlaw": ("25M", "100M", "400M"),
+    "lr-scheduling": ("33M", "53M", "60M", "93M", "124M", "152M", "209M", "360M"),
+}
+SIZE_PARAMS = {"25M": 25e6, "100M": 100e6, "400M": 400e6}
+
+
+def sweep_curves(ds: str, size: str):
+    if ds == "multipowerlaw":
+        cs = datasets.load(ds, model=size)
+        return [c for c in cs if c.meta["schedule"] in ("cosine_24000", "constant_24000", "wsdcon_9")]
+    return datasets.load(ds, model=size, dataset="slimpajama")
+
+
+def size_transfer(law: str, ds: str):
+    sizes = SWEEPS[ds]
+    small, big = sizes[:-1], sizes[-1]
+    fits, params = [], []
+    for s in small:
+        cs = sweep_curves(ds, s)
+        fits.append(hf_lrlaw.fit(cs, law))
+        params.append(float(cs[0].meta.get("params") or SIZE_PARAMS[s]))
+    target = sweep_curves(ds, big)
+    n_big = float(target[0].meta.get("params") or SIZE_PARAMS[big])
+    prior = size_prior(fits, params, n_big)
+    rows = []
+    for c in target:
+        head = c.head(0.25)
+        if len(head) < 4:
+            continue
+        y = c.losses[-1]
+        out = [c.name]
+        for p in (prior, None):
+            f = hf_lrlaw.fit(head, law, prior=p, calibration="default" if p is not None else None)
+            m, lo, hi = f.predict_interval(c.lrs, [c.steps[-1]])
+            out.append((abs(m[0] - y) / y, bool(lo[0] <= y <= hi[0])))
+        rows.append(out)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--laws", nargs="+", default=["momentum", "multipower"])
+    ap.add_argument("--subsample", type=int, default=1, help="use every n-th lr-scheduling run")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    print(f"# bench_early — {machine()}")
+    rows = []
+    for law in args.laws:
+        for test_set in ("multipowerlaw", "lr-scheduling"):
+            sub = args.subsample if test_set == "lr-scheduling" else 1
+            for frac in (0.25, 0.5):
+                for use_prior in (True, False):
+                    t0 = time.perf_counter()
+                    e, inside, failed, n = early(law, test_set, frac, use_prior, sub)
+                    row = (law, f"{OTHER[test_set]} -> {test_set}" if use_prior else f"none -> {test_set}",
+                           f"{frac:.0%}", f"{len(e)}/{n}", f"{e.mean():.2%}", f"{e.max():.2%}",
+                           f"{inside.mean():.0%}")
+                    rows.append(row)
+                    print("  " + " | ".join(row) + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    print()
+    print(table(rows, ["law", "prior learned on -> tested on", "seen", "runs", "mean error",
+                       "worst error", "90% coverage"]))
+    print("\nSize transfer: smaller sizes' full curves -> size-aware prior -> largest size from 25%")
+    srows = []
+    for law in args.laws:
+        for ds in ("multipowerlaw", "lr-scheduling"):
+            res = size_transfer(law, ds)
+            with_p = np.array([r[1][0] for r in res])
+            without = np.array([r[2][0] for r in res])
+            cov = np.mean([r[1][1] for r in res])
+            srows.append((law, ds, f"{SWEEPS[ds][-1]}", len(res), f"{with_p.mean():.2%}",
+                          f"{with_p.max():.2%}", f"{cov:.0%}", f"{without.mean():.2%}"))
+            print("  " + " | ".join(str(x) for x in srows[-1]), flush=True)
+    print()
+    print(table(srows, ["law", "sweep", "predicted size", "runs", "mean error (size prior)",
+                        "worst", "90% coverage", "mean error (no prior)"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Priors: learned from real curves, used by fit(), from files and from earlier fits."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import hf_lrlaw
+from hf_lrlaw import FitError, Schedule, datasets
+from hf_lrlaw.laws import get_law
+from hf_lrlaw.priors import Prior, PriorError, RunContext, resolve_prior, shipped_priors, size_prior
+
+
+@pytest.fixture(scope="module")
+def cosine_100m():
+    return datasets.load("multipowerlaw", model="100M", schedule="cosine_24000")[0]
+
+
+def test_shipped_priors_exist_for_both_laws_and_each_data_set():
+    names = set(shipped_priors())
+    for law in ("momentum", "multipower"):
+        assert {law, f"{law}.multipowerlaw", f"{law}.lr-scheduling"} <= names
+        p = resolve_prior("default", get_law(law))
+        assert p.names == get_law(law).transfer_names
+        assert all(s > 0 for s in p.std) and min(p.n_runs) >= 3
+        assert p.calibration and p.calibration["extrapolation"] >= 0
+
+
+def test_prior_is_used_and_can_be_turned_off(cosine_100m):
+    head = cosine_100m.head(0.25)
+    with_prior = hf_lrlaw.fit(head, "momentum", prior="default:lr-scheduling")
+    without = hf_lrlaw.fit(head, "momentum")
+    assert without.prior is None
+    rec = with_prior.prior
+    assert "lr-scheduling" in rec["source"]
+    assert set(rec["features"]) == set(get_law("momentum").transfer_names)
+    # How far the data moved each feature is recorded, and the posterior is tighter than the prior.
+    for feat in rec["features"].values():
+        assert np.isfinite(feat["shift_in_prior_sd"]) and 0 < feat["std_ratio"] <= 1.0 + 1e-9
+    assert with_prior.params != without.params
+
+
+def test_prior_from_file_round_trips(tmp_path, cosine_100m):
+    p = resolve_prior("default", get_law("momentum"))
+    path = p.save(tmp_path / "prior.json")
+    q = Prior.load(path)
+    assert q == p
+    head = cosine_100m.head(0.3)
+    a = hf_lrlaw.fit(head, "momentum", prior=p)
+    b = hf_lrlaw.fit(head, "momentum", prior=str(path))
+    assert a.params == b.params
+
+
+def test_earlier_fit_as_prior_file_and_object(tmp_path):
+    small = datasets.load("multipowerlaw", model="25M", schedule="cosine_24000")[0]
+    big = datasets.load("multipowerlaw", model="100M", schedule="cosine_24000")[0]
+    earlier = hf_lrlaw.fit(small, "momentum")
+    path = earlier.save(tmp_path / "earlier.json")
+    f1 = hf_lrlaw.fit(big.head(0.25), "auto", prior=earlier)  # auto takes the earlier fit's law
+    f2 = hf_lrlaw.fit(big.head(0.25), "momentum", prior=path)
+    assert f1.law == "momentum" and f1.params == pytest.approx(f2.params)
+    assert "earlier fit" in f1.prior["source"]
+
+
+def test_constant_prefix_with_prior_is_not_confident_about_annealing():
+    const = datasets.load("multipowerlaw", model="100M", schedule="constant_24000")[0]
+    truth = datasets.load("multipowerlaw", model="100M", schedule="cosine_24000")[0].final_loss
+    cos = Schedule.cosine(3e-4, 24000, warmup_steps=2160, final_ratio=0.1)
+    f = hf_lrlaw.fit(const.head(0.5), "momentum", prior="default:lr-scheduling")
+    assert not f.annealing_identified and not f.determined["C"]
+    feat = f.prior["features"]["log_anneal_gain"]
+    assert feat["std_ratio"] > 0.8  # the data barely touched what they cannot know
+    mean, low, high = f.predict_interval(cos)
+    assert low[0] <= truth <= high[0]
+    # The annealing schedule is predicted lower than the constant one: the prior knows annealing helps.
+    assert mean[0] < f.predict(const)[0]
+
+
+def test_intervals_widen_when_data_are_fewer(cosine_100m):
+    target = Schedule.wsd(3e-4, 24000, warmup_steps=2160, decay_fraction=0.2)
+    widths = []
+    for frac in (1.0, 0.5, 0.25):
+        _, lo, hi = hf_lrlaw.fit(cosine_100m.head(frac), "momentum", prior="default").predict_interval(target)
+        widths.append(hi[0] - lo[0])
+    assert widths[0] < widths[1] < widths[2]
+
+
+def test_bad_priors_are_refused_clearly(tmp_path, cosine_100m):
+    with pytest.raises(FitError, match="no shipped prior"):
+        hf_lrlaw.fit(cosine_100m, "momentum", prior="default:imagenet")
+    with pytest.raises(FitError, match="cannot be used with the power law"):
+        hf_lrlaw.fit(cosine_100m, "power", prior=resolve_prior("default", get_law("momentum")))
+    with pytest.raises(FitError, match="law options"):
+        hf_lrlaw.fit(cosine_100m, "momentum", law_options={"lam": 0.99}, prior="default")
+    (tmp_path / "bad.json").write_text(json.dumps({"schema": "hf_lrlaw.prior/1", "law": "momentum"}))
+    with pytest.raises(FitError, match="malformed prior"):
+        hf_lrlaw.fit(cosine_100m, "momentum", prior=tmp_path / "bad.json")
+    with pytest.raises(PriorError, match="positive"):
+        Prior("momentum", {}, ("a",), (0.0,), (-1.0,), "x")
+
+
+def test_learn_prior_uses_only_runs_that_determine_a_feature():
+    from hf_lrlaw.priors import learn_prior
+
+    law = get_law("momentum")
+    ctx = RunContext(1e-3, 10000)
+    theta = np.array([2.5, 0.8, 0.5, 0.3])
+    samples = [(theta * [1, 1, 1, 1 + 0.1 * i], ctx, {"C": i < 4}) for i in range(8)]
+    p = learn_prior("momentum", samples, source="test")
+    assert p.n_runs == (8, 8, 4)
+    gains = [law.transfer_features(s[0], 1e-3, 10000)[2] for s in samples[:4]]
+    assert p.mean[2] == pytest.approx(np.median(gains))
+
+
+def test_size_prior_extrapolates_features_in_log_size():
+    fits, sizes = [], []
+    for size, n in (("25M", 25e6), ("100M", 100e6)):
+        train, _ = datasets.multipowerlaw_split(size)
+        fits.append(hf_lrlaw.fit(train, "momentum"))
+        sizes.append(n)
+    p = size_prior(fits, sizes, 400e6)
+    a, b = (Prior.from_fit(f, widen=0.0).mean for f in fits)
+    # On a line in log size: the 400M value continues the 25M -> 100M trend.
+    for j in range(len(p.mean)):
+        assert p.mean[j] == pytest.approx(b[j] + (b[j] - a[j]), abs=1e-6)
+    assert all(s > 0 for s in p.std)
