@@ -28,7 +28,7 @@ VARIANTS = {
     "power": ("power", {}),
     "momentum": ("momentum", {}),
     "momentum warmup=actual": ("momentum", {"warmup": "actual"}),
-    "momentum warmup=peak": ("momentum", {"warmup": "peak"}),
+    "momentum warmup=include": ("momentum", {"warmup": "include"}),
     "multipower": ("multipower", {}),
     "multipower warmup=exclude": ("multipower", {"warmup": "exclude"}),
 }
