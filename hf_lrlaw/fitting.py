@@ -572,8 +572,10 @@ class Fit:
             raise FitError(f"{path}: no such file") from None
         except (OSError, json.JSONDecodeError) as exc:
             raise FitError(f"{path}: not a readable JSON file ({exc})") from None
-        if isinstance(data, dict) and "fit" in data and "schema" not in data:
-            data = data["fit"]  # a record that embeds its latest fit
+        if isinstance(data, dict) and data.get("schema") != SCHEMA and "fit" in data:
+            if data["fit"] is None:
+                raise FitError(f"{path}: the record holds no fit yet")
+            data = data["fit"]  # a record (e.g. LRLawCallback's record.json) that embeds its fit
         if not isinstance(data, dict):
             raise FitError(f"{path}: expected a JSON object")
         return cls.from_dict(data)

@@ -117,11 +117,14 @@ def rank(
     level: float = 0.9,
     n_samples: int = 400,
     seed: int = 0,
+    noise: bool = True,
 ) -> Ranking:
     """Predict the final loss of every schedule and sort them, best first.
 
-    ``prob_best`` is the fraction of joint draws (parameters from the fit's covariance, plus an
-    independent scatter per run) in which a schedule has the lowest final loss.
+    ``prob_best`` is the fraction of joint draws (parameters from the fit's covariance, plus,
+    with ``noise``, an independent run-to-run scatter per schedule) in which a schedule has the
+    lowest final loss. ``noise=False`` compares the schedules' expected losses only (what a
+    searcher asks when deciding whether any candidate can still beat the leader).
     """
     if not 0 < level < 1:
         raise FitError(f"level must be in (0, 1), got {level}")
@@ -129,7 +132,7 @@ def rank(
     if not scheds:
         raise FitError("rank() needs at least one candidate schedule")
     mean, low, high = fit.predict_final(scheds, level=level)
-    draws = _joint_draws(fit, scheds, n_samples, seed)  # (samples, schedules)
+    draws = _joint_draws(fit, scheds, n_samples, seed, noise)  # (samples, schedules)
     order = np.argsort(mean, kind="stable")
     best = order[0]
     winners = np.bincount(np.argmin(draws, axis=1), minlength=len(scheds)) / len(draws)
@@ -152,12 +155,14 @@ def rank(
     return Ranking(rows, fit.law, level, notes)
 
 
-def _joint_draws(fit: Fit, scheds: Sequence[Schedule], n: int, seed: int) -> np.ndarray:
+def _joint_draws(
+    fit: Fit, scheds: Sequence[Schedule], n: int, seed: int, noise: bool = True
+) -> np.ndarray:
     """Final losses of every schedule under ``n`` joint draws of the parameters."""
     rng = np.random.default_rng(seed)
     law = fit.law_object
     x = np.where(fit.log_params, np.log(np.maximum(fit.theta, 1e-300)), fit.theta)
-    cov = fit.cov + 1e-18 * np.eye(len(x))
+    cov = 0.5 * (fit.cov + fit.cov.T) + 1e-18 * np.eye(len(x))
     xs = rng.multivariate_normal(x, cov, size=n, method="eigh")
     lo = np.array([b[0] for b in fit.bounds])
     hi = np.array([b[1] for b in fit.bounds])
@@ -176,5 +181,6 @@ def _joint_draws(fit: Fit, scheds: Sequence[Schedule], n: int, seed: int) -> np.
         prep = law.prepare_final(np.stack([scheds[i].lrs() for i in idx]))
         for j in range(n):
             out[j, idx] = law.predict(thetas[j], prep)
-    out *= np.exp(rng.normal(0.0, fit.scatter, size=out.shape))
+    if noise:
+        out *= np.exp(rng.normal(0.0, fit.scatter, size=out.shape))
     return out

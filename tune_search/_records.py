@@ -1,0 +1,411 @@
+"""The curves trials report, and the law fitted jointly on them (shared by searcher and stopper).
+
+A trial reports ``{"step": s, <metric>: loss}`` (optionally ``"window": w``) at its logging
+steps; ``s`` follows the :class:`~hf_lrlaw.LossCurve` convention (the loss after updates
+``0..s``), and the trial's per-step LRs come from its schedule text. Bad reports are refused one
+by one with a message, never by failing the search.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hf_lrlaw.curves import LossCurve
+from hf_lrlaw.fitting import Fit, fit
+from hf_lrlaw.schedules import Schedule, ScheduleError
+
+logger = logging.getLogger("tune_search")
+
+
+def single_thread():
+    """BLAS limited to one thread (when threadpoolctl is installed): the fits and rankings are
+    small, and a multi-threaded BLAS makes them several times slower, not faster."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+# statuses of a trial record
+RUNNING, FINISHED, STOPPED, ERROR, DIVERGED = "running", "finished", "stopped", "error", "diverged"
+
+
+@dataclass
+class TrialRecord:
+    """One trial: its schedule, role and reported curve."""
+
+    trial_id: str
+    schedule: str
+    role: str = "candidate"  # pilot | candidate | fallback | prior | external
+    steps: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    windows: list[int] = field(default_factory=list)
+    status: str = RUNNING
+    note: str = ""
+    steps_run: int = 0
+    restarts: int = 0
+    completed: bool = False
+
+    @property
+    def running(self) -> bool:
+        return not self.completed
+
+    @property
+    def total_steps(self) -> int:
+        return _schedule(self.schedule).total_steps
+
+    @property
+    def final_loss(self) -> float | None:
+        """The loss at the schedule's last step, if the trial reached it with a finite loss."""
+        if self.steps and self.steps[-1] == self.total_steps - 1 and math.isfinite(self.losses[-1]):
+            return self.losses[-1]
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trial_id": self.trial_id, "schedule": self.schedule, "role": self.role,
+            "steps": list(self.steps), "losses": list(self.losses), "windows": list(self.windows),
+            "status": self.status, "note": self.note, "steps_run": self.steps_run,
+            "restarts": self.restarts, "completed": self.completed,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrialRecord:
+        return cls(**{k: d[k] for k in (
+            "trial_id", "schedule", "role", "steps", "losses", "windows", "status", "note",
+            "steps_run", "restarts", "completed") if k in d})
+
+
+_SCHEDULE_CACHE: dict[str, Schedule] = {}
+
+
+def _schedule(text: str) -> Schedule:
+    s = _SCHEDULE_CACHE.get(text)
+    if s is None:
+        s = Schedule.parse(text)
+        if len(_SCHEDULE_CACHE) > 20000:
+            _SCHEDULE_CACHE.clear()
+        _SCHEDULE_CACHE[text] = s
+    return s
+
+
+class CurveBook:
+    """Trial records, their LossCurves, and a cached joint fit of the law on all of them.
+
+    Args:
+        metric: the result key holding the loss.
+        law, law_options: what to fit (see :func:`hf_lrlaw.fit`).
+        refit_fraction: refit when this fraction of new points arrived since the last fit (or
+            a trial completed); a fit is cheap for the momentum law, not for the multi-power law.
+        fit_kwargs: more keyword arguments for :func:`hf_lrlaw.fit` (``prior``, ``calibration``,
+            ``n_starts``, ...).
+    """
+
+    def __init__(
+        self, metric: str | None, law: str = "momentum", law_options: Mapping[str, Any] | None = None,
+        refit_fraction: float = 0.1, fit_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.metric = metric
+        self.law = law
+        self.law_options = dict(law_options or {})
+        self.refit_fraction = refit_fraction
+        self.fit_kwargs = dict(fit_kwargs or {})
+        self.records: dict[str, TrialRecord] = {}
+        self.prior_curves: list[LossCurve] = []
+        self.messages: list[str] = []
+        self.version = 0
+        self._fit: Fit | None = None
+        self._fit_version = -1
+        self._fit_points = 0
+        self._fit_completions = -1
+        self._completions = 0
+        self.fit_error: str | None = None
+        self._warned: set[tuple[str, str]] = set()
+        self._smooth_cache: dict[tuple[int, str, int], float] = {}
+
+    # -- messages -----------------------------------------------------------------------------
+    def warn(self, trial_id: str | None, text: str, key: str | None = None) -> None:
+        """Log a message once per (trial, key) and keep it for the report."""
+        k = (trial_id or "", key or text)
+        if k in self._warned:
+            return
+        self._warned.add(k)
+        msg = f"trial {trial_id}: {text}" if trial_id else text
+        self.messages.append(msg)
+        logger.warning("LRLaw search: %s", msg)
+
+    # -- records ------------------------------------------------------------------------------
+    def add_trial(self, trial_id: str, schedule: str, role: str = "candidate") -> TrialRecord:
+        rec = self.records.get(trial_id)
+        if rec is None:
+            rec = TrialRecord(trial_id, schedule, role)
+            self.records[trial_id] = rec
+            self.version += 1
+        return rec
+
+    def ingest(self, trial_id: str, result: Mapping[str, Any], schedule: str | None = None) -> bool:
+        """Add one reported result; returns True when it added or changed a point."""
+        rec = self.records.get(trial_id)
+        if rec is None:
+            if schedule is None:
+                return False
+            rec = self.add_trial(trial_id, schedule, "external")
+        if self.metric is None:
+            return False
+        if self.metric not in result:
+            shown = sorted(k for k in result if not k.startswith(("time_", "config")))[:12]
+            self.warn(trial_id, f"a report has no {self.metric!r} (it has {shown}); it is ignored. "
+                      f"Report tune.report({{'step': s, {self.metric!r}: loss}})", "no-metric")
+            return False
+        if "step" not in result:
+            self.warn(trial_id, "a report has no 'step' (the 0-based optimizer step whose loss "
+                      "it is; for an eval loss at Trainer global_step g, step = g - 1); it is "
+                      "ignored", "no-step")
+            return False
+        step, value = result["step"], result[self.metric]
+        if isinstance(step, bool) or not isinstance(step, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(float(step)) or float(step) != int(step):
+            self.warn(trial_id, f"'step' must be a whole number, got {step!r}; report ignored",
+                      "bad-step")
+            return False
+        step = int(step)
+        total = rec.total_steps
+        if step < 0 or step >= total:
+            self.warn(trial_id, f"step {step} is outside the schedule's steps 0..{total - 1} "
+                      f"(total_steps={total} in {rec.schedule}); does the trial run the suggested "
+                      "schedule? report ignored", "step-range")
+            return False
+        try:
+            loss = float(value)
+        except (TypeError, ValueError):
+            self.warn(trial_id, f"{self.metric!r} must be a number, got {value!r}; report ignored",
+                      "bad-metric")
+            return False
+        window = result.get("window", 1)
+        if not isinstance(window, (int, np.integer)) or isinstance(window, bool) or window < 1 \
+                or step - int(window) + 1 < 0:
+            self.warn(trial_id, f"'window' must be a whole number of steps >= 1 ending at the "
+                      f"step, got {window!r}; using 1", "bad-window")
+            window = 1
+        rec.steps_run = max(rec.steps_run, step + 1)
+        if rec.steps and step <= rec.steps[-1]:
+            if step == rec.steps[-1]:
+                if rec.losses[-1] == loss or (math.isnan(loss) and math.isnan(rec.losses[-1])):
+                    return False  # the same result seen twice (scheduler then searcher)
+                rec.losses[-1], rec.windows[-1] = loss, int(window)
+            else:  # the trial restarted (a retry, or a resumed experiment)
+                keep = [i for i, s in enumerate(rec.steps) if s < step]
+                rec.steps = [rec.steps[i] for i in keep]
+                rec.losses = [rec.losses[i] for i in keep]
+                rec.windows = [rec.windows[i] for i in keep]
+                rec.restarts += 1
+                rec.steps.append(step)
+                rec.losses.append(loss)
+                rec.windows.append(int(window))
+                if rec.status == DIVERGED:
+                    rec.status = RUNNING
+        else:
+            rec.steps.append(step)
+            rec.losses.append(loss)
+            rec.windows.append(int(window))
+        if not (math.isfinite(loss) and loss > 0):
+            if rec.status == RUNNING:
+                rec.status = DIVERGED
+            self.warn(trial_id, f"reported {self.metric}={loss!r} at step {step}: the run "
+                      "diverged or logged a bad value; its finite points stay in the fit and it "
+                      "is never recommended", "nonfinite")
+        self.version += 1
+        return True
+
+    def complete(self, trial_id: str, result: Mapping[str, Any] | None, error: bool) -> TrialRecord | None:
+        rec = self.records.get(trial_id)
+        if rec is None:
+            return None
+        if rec.completed:
+            return rec
+        if result and not error:
+            self.ingest(trial_id, result)
+        rec.completed = True
+        if error:
+            rec.status = ERROR
+            rec.note = rec.note or "the trial raised an error (see its error file in the Tune results)"
+            self.warn(trial_id, f"{rec.schedule}: the trial errored after {rec.steps_run} steps; "
+                      "its reported points stay in the fit, the search goes on", "error")
+        elif rec.status == DIVERGED:
+            pass
+        elif rec.final_loss is not None:
+            rec.status = FINISHED
+        else:
+            rec.status = STOPPED
+            last = rec.steps[-1] if rec.steps else None
+            if rec.role != "pilot" or not rec.note:
+                rec.note = (f"ended at step {last} of the schedule's {rec.total_steps} steps "
+                            "(stopped early, or the trial cannot run the whole schedule)")
+        self._completions += 1
+        self.version += 1
+        return rec
+
+    # -- curves and the fit -------------------------------------------------------------------
+    def curve(self, rec: TrialRecord) -> LossCurve | None:
+        s = _schedule(rec.schedule)
+        lrs = s.lrs()
+        steps = np.asarray(rec.steps, dtype=np.int64)
+        losses = np.asarray(rec.losses, dtype=np.float64)
+        windows = np.asarray(rec.windows, dtype=np.int64)
+        if not len(steps):
+            return None
+        area = np.cumsum(lrs)
+        ok = np.isfinite(losses) & (losses > 0) & (area[steps - windows + 1] > 0)
+        if not ok.any():
+            return None
+        return LossCurve(
+            lrs=lrs, steps=steps[ok], losses=losses[ok], name=f"{rec.role}:{rec.trial_id}",
+            windows=windows[ok] if np.any(windows[ok] > 1) else None,
+            meta={"schedule": rec.schedule, "trial_id": rec.trial_id, "status": rec.status},
+        )
+
+    def curves(self) -> list[LossCurve]:
+        out = list(self.prior_curves)
+        for rec in self.records.values():
+            c = self.curve(rec)
+            if c is not None:
+                out.append(c)
+        return out
+
+    @property
+    def last_fit(self) -> Fit | None:
+        """The latest fit, without refitting."""
+        return self._fit
+
+    @property
+    def n_points(self) -> int:
+        return sum(len(c) for c in self.prior_curves) + sum(
+            sum(1 for v in r.losses if math.isfinite(v) and v > 0) for r in self.records.values())
+
+    def fit(self, force: bool = False) -> Fit | None:
+        """The law fitted jointly on every curve; refitted when enough is new. None if no fit
+        is possible yet (``fit_error`` says why)."""
+        if self._fit_version == self.version:
+            return self._fit
+        n = self.n_points
+        fresh = n - self._fit_points
+        due = (
+            force or self._fit is None or self._completions != self._fit_completions
+            or fresh >= max(3, self.refit_fraction * self._fit_points)
+        )
+        if not due:
+            return self._fit
+        curves = self.curves()
+        self._fit_version, self._fit_points, self._fit_completions = (
+            self.version, n, self._completions)
+        if not curves:
+            self.fit_error = "no trial has reported a loss yet"
+            return self._fit
+        try:
+            kwargs = dict(self.fit_kwargs)
+            if not isinstance(kwargs.get("prior"), Fit):  # a Fit prior brings law and options
+                kwargs.update(law=self.law, law_options=self.law_options or None)
+            with single_thread():
+                self._fit = fit(curves, **kwargs)
+            self.fit_error = None
+        except Exception as exc:  # a fit must never crash the search
+            self.fit_error = f"the {self.law} law could not be fitted on {n} points: {exc}"
+            logger.info("LRLaw search: %s", self.fit_error)
+        return self._fit
+
+    def smoothed_final(self, rec: TrialRecord, fit: Fit | None = None) -> float | None:
+        """The final loss of a finished trial with measurement noise averaged out: the law's
+        value at the last step, shifted by the trial's mean log-residual over its points in the
+        last 10% of the run (2 to 8 of them). Only the law's local shape enters, not its level.
+        Without a fit, with fewer points, or where the tail does not follow the law, the last
+        reported loss."""
+        final = rec.final_loss
+        if final is None:
+            return None
+        fit = fit if fit is not None else self._fit
+        if fit is None:
+            return final
+        key = (id(fit), rec.trial_id, len(rec.steps))
+        cached = self._smooth_cache.get(key)
+        if cached is not None:
+            return cached
+        steps = np.asarray(rec.steps, dtype=np.int64)
+        losses = np.asarray(rec.losses, dtype=np.float64)
+        lrs = _schedule(rec.schedule).lrs()
+        total = len(lrs)
+        # the points of the last 10% of the run (at most 8): the law only bridges short gaps
+        ok = np.isfinite(losses) & (losses > 0) & (steps >= 0.9 * total) & (np.cumsum(lrs)[steps] > 0)
+        steps, losses = steps[ok][-8:], losses[ok][-8:]
+        value = final
+        if len(steps) >= 2:
+            try:
+                pred = fit.predict(lrs, np.append(steps, total - 1))
+                resid = np.log(losses) - np.log(pred[:-1])
+                value = float(pred[-1] * math.exp(float(np.mean(resid))))
+                # a law that does not follow this tail (residuals drifting well beyond the
+                # noise) would bias the value: keep the reported loss then
+                if abs(math.log(value / final)) > 3 * max(float(np.std(resid)), 1e-4) + 1e-12:
+                    value = final
+            except Exception:  # never let smoothing break a decision
+                value = final
+        if not math.isfinite(value):
+            value = final
+        if len(self._smooth_cache) > 10000:
+            self._smooth_cache.clear()
+        self._smooth_cache[key] = value
+        return value
+
+    def best_finished(
+        self, allowed: set[str] | None = None, smooth: bool = True
+    ) -> tuple[TrialRecord, float] | None:
+        """The finished full-length trial with the lowest final loss (smoothed with the current
+        fit when ``smooth``), among ``allowed`` schedules if given: ``(record, loss)``."""
+        best = None
+        for rec in self.records.values():
+            if rec.status != FINISHED or rec.final_loss is None:
+                continue
+            if allowed is not None and rec.schedule not in allowed:
+                continue
+            value = self.smoothed_final(rec) if smooth else rec.final_loss
+            if best is None or value < best[1]:
+                best = (rec, value)
+        return best
+
+    # -- persistence --------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "records": [r.to_dict() for r in self.records.values()],
+            "prior_curves": [c.to_dict() for c in self.prior_curves],
+            "messages": list(self.messages),
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        self.records = {}
+        for d in state.get("records", []):
+            rec = TrialRecord.from_dict(d)
+            self.records[rec.trial_id] = rec
+        self.prior_curves = [LossCurve.from_dict(d) for d in state.get("prior_curves", [])]
+        self.messages = list(state.get("messages", []))
+        self._warned = set()
+        self.version += 1
+        self._fit, self._fit_version, self._fit_points, self._fit_completions = None, -1, 0, -1
+
+
+def parse_schedules(items: Sequence[Schedule | str], what: str) -> list[Schedule]:
+    out = []
+    for i, s in enumerate(items):
+        if isinstance(s, Schedule):
+            out.append(s)
+            continue
+        try:
+            out.append(Schedule.parse(s))
+        except (ScheduleError, TypeError) as exc:
+            raise ValueError(f"{what}[{i}] is not a schedule: {exc}") from None
+    return out

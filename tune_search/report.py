@@ -1,0 +1,242 @@
+"""The report of a schedule search: ranked table, recommendation, trials, and a figure of the
+law's predicted curves for the top candidates against the actual curves of the runs made."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hf_lrlaw.schedules import Schedule, ScheduleError
+
+if TYPE_CHECKING:
+    from tune_search.searcher import LRLawSearcher
+
+__all__ = ["hf_form", "recommended_dict", "write_report", "plot_search"]
+
+
+def hf_form(schedule: Schedule) -> dict[str, Any]:
+    """How to run ``schedule`` with transformers: the exact built-in scheduler as
+    ``TrainingArguments`` keywords, or why there is none and what to do instead."""
+    try:
+        name, kwargs = schedule.to_hf()
+    except ScheduleError as exc:
+        return {"exact": False, "reason": str(exc),
+                "use": "Schedule.parse(text).to_torch(optimizer), or "
+                       "tune_search.trainable.ScheduleTrainer(schedule=text)"}
+    return {"exact": True, "lr_scheduler_type": name, "lr_scheduler_kwargs": kwargs,
+            "training_args": schedule.to_training_args()}
+
+
+def recommended_dict(searcher: LRLawSearcher) -> dict[str, Any]:
+    """The recommendation as JSON-ready data (what ``recommended.json`` holds)."""
+    rec = searcher.recommendation()
+    s: Schedule = rec["schedule"]
+    out = {
+        "schema": "tune_search.recommended/1",
+        "schedule": rec["text"],
+        "schedule_dict": s.to_dict(),
+        "hf": hf_form(s),
+        "source": rec["source"],
+        "final_loss": rec.get("final_loss"),
+        "last_loss": rec.get("last_loss"),
+        "trial_id": rec.get("trial_id"),
+        "predicted": rec.get("predicted"),
+        "predicted_low": rec.get("low"),
+        "predicted_high": rec.get("high"),
+        "rank": rec.get("rank"),
+        "metric": searcher.metric,
+        "law": searcher.law,
+        "finished": searcher.finished_reason,
+    }
+    return json.loads(json.dumps(out, default=_plain))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
+    return str(value)
+
+
+def _fmt(x: Any, spec: str = ".5g") -> str:
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
+
+
+def write_report(searcher: LRLawSearcher, output_dir: str | Path, *, top: int = 10,
+                 figure: bool = True) -> dict[str, Path]:
+    """Write ``report.md``, ``report.png``, ``recommended.json``, ``ranking.csv``, ``fit.json``
+    and ``trials.json`` into ``output_dir``; returns their paths by name."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    try:
+        rec: dict[str, Any] | None = recommended_dict(searcher)
+    except RuntimeError:  # nothing finished and nothing could be fitted
+        rec = None
+    if rec is not None:
+        paths["recommended"] = out / "recommended.json"
+        paths["recommended"].write_text(json.dumps(rec, indent=1) + "\n")
+    trials = searcher.trials()
+    paths["trials"] = out / "trials.json"
+    paths["trials"].write_text(json.dumps(trials, indent=1, default=_plain) + "\n")
+    ranking = searcher.ranking()
+    fit = searcher.current_fit()
+    if ranking is not None:
+        paths["ranking"] = out / "ranking.csv"
+        paths["ranking"].write_text(ranking.to_csv())
+    if fit is not None:
+        paths["fit"] = fit.save(out / "fit.json")
+    if figure:
+        try:
+            paths["figure"] = plot_search(searcher, out / "report.png")
+        except Exception as exc:  # a figure problem never loses the rest of the report
+            searcher._book.warn(None, f"the report figure could not be drawn: {exc}", "figure")
+
+    total = max((t["total_steps"] for t in trials), default=0)
+    compute = searcher.compute_steps
+    n_cand = len(searcher.candidates)
+    lines = [
+        "# Learning-rate schedule search",
+        "",
+        f"{searcher._space_desc}; law **{searcher.law}**; metric `{searcher.metric}`.",
+        "",
+        "## Recommended schedule",
+        "",
+    ]
+    if rec is None:
+        lines.append("None: no trial finished and the law could not be fitted "
+                     f"({searcher._book.fit_error or 'no data'}); see the problems below.")
+    else:
+        lines += [f"`{rec['schedule']}`", ""]
+    if rec is None:
+        pass
+    elif rec["source"] == "finished run":
+        lines.append(
+            f"From finished run {rec['trial_id']}: final {searcher.metric} "
+            f"{_fmt(rec['final_loss'])} (noise-averaged; last reported {_fmt(rec['last_loss'])})"
+            + (f", law's prediction {_fmt(rec['predicted'])} [{_fmt(rec['predicted_low'])}, "
+               f"{_fmt(rec['predicted_high'])}], rank {rec['rank']} of {n_cand}."
+               if rec.get("predicted") is not None else "."))
+    else:
+        lines.append("No candidate finished a full run: this is the law's predicted best "
+                     f"({_fmt(rec['predicted'])} [{_fmt(rec['predicted_low'])}, "
+                     f"{_fmt(rec['predicted_high'])}]).")
+    hf = rec["hf"] if rec is not None else None
+    lines.append("")
+    if hf is None:
+        pass
+    elif hf["exact"]:
+        lines += [f"transformers: `lr_scheduler_type={hf['lr_scheduler_type']!r}`, "
+                  f"`lr_scheduler_kwargs={hf['lr_scheduler_kwargs']!r}`, "
+                  f"`learning_rate={hf['training_args']['learning_rate']!r}`, "
+                  f"`warmup_steps={hf['training_args']['warmup_steps']!r}`, "
+                  f"`max_steps={hf['training_args']['max_steps']!r}`."]
+    else:
+        lines += [f"No built-in transformers scheduler is exactly this schedule; use "
+                  f"{hf['use']}."]
+    lines += ["", f"Search finished because: {searcher.finished_reason or 'it was stopped early'}."]
+    if total:
+        lines += ["", f"Compute: {compute:,} optimizer steps = {compute / total:.2f} full runs "
+                  f"(a full grid: {n_cand} runs)."]
+    lines += ["", "## Runs", "",
+              f"| trial | role | status | steps | final {searcher.metric} | schedule |",
+              "|---|---|---|---:|---:|---|"]
+    for t in trials:
+        lines.append(f"| {t['trial_id']} | {t['role']} | {t['status']} | "
+                     f"{t['steps_run']}/{t['total_steps']} | {_fmt(t['final_loss'])} | "
+                     f"`{t['schedule']}` |")
+    if ranking is not None:
+        lines += ["", f"## Ranking by predicted final {searcher.metric} (top {top})", "",
+                  ranking.to_markdown(top)]
+    if fit is not None:
+        lines += ["", "## Fit", "", "```", fit.summary(), "```"]
+    msgs = searcher.messages
+    if msgs:
+        lines += ["", "## Problems met", ""] + [f"- {m}" for m in msgs]
+    if "figure" in paths:
+        lines += ["", "## Curves", "", f"![predicted vs actual]({paths['figure'].name})"]
+    paths["report"] = out / "report.md"
+    paths["report"].write_text("\n".join(lines) + "\n")
+    return paths
+
+
+def plot_search(searcher: LRLawSearcher, path: str | Path, top: int = 4) -> Path:
+    """Two panels: the LR schedules, and the loss: actual curves of the runs made (points) with
+    the law's fit (lines), and the predicted curves of the top untried candidates (dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fit = searcher.current_fit()
+    ranking = searcher.ranking()
+    fig, (ax_lr, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    k = 0
+    for rec in searcher._book.records.values():
+        curve = searcher._book.curve(rec)
+        if curve is None:
+            continue
+        color = colors[k % len(colors)]
+        k += 1
+        s = Schedule.parse(rec.schedule)
+        label = f"{rec.role} {rec.trial_id}: {_short(s)}"
+        ax_lr.plot(s.lrs(), color=color, lw=1)
+        ax_loss.plot(curve.steps, curve.losses, "o", ms=2.5, color=color, label=label)
+        if fit is not None:
+            grid = _grid(s)
+            ax_loss.plot(grid, fit.predict(s.lrs(), grid), "-", lw=1, color=color)
+    if ranking is not None and fit is not None:
+        tried = {r.schedule for r in searcher._book.records.values()}
+        shown = 0
+        for row in ranking:
+            if str(row.schedule) in tried:
+                continue
+            color = colors[(k + shown) % len(colors)]
+            s = row.schedule
+            grid = _grid(s)
+            mean, low, high = fit.predict_interval(s.lrs(), grid)
+            ax_lr.plot(s.lrs(), "--", color=color, lw=1)
+            ax_loss.plot(grid, mean, "--", color=color, lw=1.2,
+                         label=f"predicted #{row.rank}: {_short(s)}")
+            ax_loss.fill_between(grid, low, high, color=color, alpha=0.12)
+            shown += 1
+            if shown >= top:
+                break
+    ax_lr.set_xlabel("step")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_title("schedules")
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel(searcher.metric or "loss")
+    ax_loss.set_title(f"actual (points), fitted (lines), predicted (dashed); {searcher.law} law")
+    losses = [v for r in searcher._book.records.values() for v in r.losses
+              if math.isfinite(v) and v > 0]
+    if losses:
+        lo, hi = np.percentile(losses, [0, 90])
+        ax_loss.set_ylim(lo - 0.05 * (hi - lo), hi + 0.1 * (hi - lo))
+    ax_loss.legend(fontsize=6.5, loc="upper right")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _grid(s: Schedule) -> np.ndarray:
+    area = np.cumsum(s.lrs())
+    first = int(np.argmax(area > 0))
+    return np.unique(np.linspace(first, s.total_steps - 1, 200).astype(np.int64))
+
+
+def _short(s: Schedule) -> str:
+    text = str(s)
+    inner = text[text.index("(") + 1:-1].split(", ")
+    keep = [p for p in inner if not p.startswith(("peak_lr=", "total_steps=", "warmup_steps="))]
+    return f"{s.kind}({', '.join(keep)})"

@@ -1,0 +1,357 @@
+"""A simulated world for testing and benchmarking schedule search without training anything.
+
+A :class:`SimulatedWorld` holds a hidden law with realistic parameters (the multi-power law fitted
+on the bundled public curves of Luo et al. 2025, or the momentum law) and generates the loss
+curve any schedule would give, with measurement noise. :meth:`SimulatedWorld.trainable` is a Ray
+Tune function trainable that reports such a curve with ``tune.report`` at its logging steps;
+:func:`drive` runs a searcher and a scheduler against the world in this process, the way Tune
+would (suggest, results, stop decisions, completion), which is what the benchmark uses to run
+many seeds quickly.
+
+Time scaling: the presets are the fits on 24,000-step runs at peak LR 3e-4. A world with
+``time_scale=k`` runs ``24000 / k`` steps at ``k`` times the LR; the multi-power law's parameters
+are transformed (``B / k``, ``C * k**gamma``) so that a run of the short world is exactly the same
+law as the long one at every k-th step. The momentum law's decay factor becomes ``lam**k``.
+
+Compute is counted in optimizer steps: a trial that is stopped counts the steps it ran.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hf_lrlaw.laws import get_law
+from hf_lrlaw.schedules import Schedule
+
+__all__ = ["PRESETS", "PRESET_OPTIONS", "SimulatedWorld", "TrialStub", "DriveResult", "drive"]
+
+# Fits on the public curves of Luo et al. 2025 (hf_lrlaw.datasets.multipowerlaw_split(size)[0],
+# fit(..., "multipower") and fit(..., "momentum")): 24,000 steps, peak LR 3e-4, warmup 2,160.
+PRESETS: dict[str, dict[str, dict[str, float]]] = {
+    "25M": {
+        "multipower": {"L0": 3.15470, "A": 0.517788, "alpha": 0.507792, "B": 4878.59,
+                       "C": 1.47561, "beta": 0.0105036, "gamma": 0.901050},
+        "momentum": {"L0": 3.24667, "A": 0.542676, "alpha": 0.825560, "C": 0.391676},
+    },
+    "100M": {
+        "multipower": {"L0": 2.78263, "A": 0.599602, "alpha": 0.448637, "B": 638.908,
+                       "C": 0.00209659, "beta": 0.242483, "gamma": 1.35375},
+        "momentum": {"L0": 2.91219, "A": 0.588591, "alpha": 0.771724, "C": 0.467781},
+    },
+    "400M": {
+        "multipower": {"L0": 2.51973, "A": 0.659136, "alpha": 0.415823, "B": 770.286,
+                       "C": 0.525989, "beta": 0.273064, "gamma": 0.650480},
+        "momentum": {"L0": 2.67008, "A": 0.630081, "alpha": 0.727616, "C": 0.556025},
+    },
+}
+# The law options those fits used (pinned: a change of the core's defaults must not move the
+# simulated worlds).
+PRESET_OPTIONS: dict[str, dict[str, Any]] = {
+    "multipower": {"warmup": "exclude", "exact": True},
+    "momentum": {"lam": 0.999, "warmup": "peak"},
+}
+_PRESET_STEPS = 24000
+_PRESET_LR = 3e-4
+_PRESET_WARMUP = 2160
+
+
+@dataclass
+class SimulatedWorld:
+    """A hidden law that gives every schedule its loss curve, with noise.
+
+    Args:
+        law: the hidden law, "multipower" (default) or "momentum", with the options the
+            presets were fitted with (:data:`PRESET_OPTIONS`) unless ``law_options`` says else.
+        params: its parameters (natural units of the 24,000-step preset world; see the module
+            docstring for ``time_scale``); default the preset ``model``.
+        model: which preset ("25M", "100M", "400M") when ``params`` is None.
+        time_scale: k: runs are ``24000 / k`` steps at ``3e-4 * k`` peak LR.
+        noise: relative measurement noise of each logged loss (Gaussian, iid).
+        run_noise: relative run-to-run offset (one draw per trial; e.g. the data order).
+        log_every: a loss is logged every this many steps (and at the last step).
+        seed: seeds the noise; a trial's noise also depends on its schedule and ``trial_seed``.
+    """
+
+    law: str = "multipower"
+    params: Mapping[str, float] | None = None
+    model: str = "100M"
+    time_scale: float = 10.0
+    noise: float = 0.003
+    run_noise: float = 0.0
+    log_every: int = 40
+    seed: int = 0
+    law_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        base = dict(self.params if self.params is not None else PRESETS[self.model][self.law])
+        self.law_options = {**PRESET_OPTIONS.get(self.law, {}), **self.law_options}
+        k = float(self.time_scale)
+        if self.law == "multipower":
+            base["B"] = base["B"] / k
+            base["C"] = base["C"] * k ** base["gamma"]
+        elif self.law == "momentum":
+            opts = dict(self.law_options)
+            opts["lam"] = opts.get("lam", 0.999) ** k
+            self.law_options = opts
+        self._theta_params = base
+        self._law = get_law(self.law, **self.law_options)
+        names = [p.name for p in self._law.params]
+        self._theta = np.array([base[n] for n in names], dtype=float)
+
+    # -- the world's scale ---------------------------------------------------------------------
+    @property
+    def total_steps(self) -> int:
+        """The horizon of the preset run in this world."""
+        return int(round(_PRESET_STEPS / self.time_scale))
+
+    @property
+    def peak_lr(self) -> float:
+        return float(f"{_PRESET_LR * self.time_scale:.12g}")
+
+    @property
+    def warmup_steps(self) -> int:
+        return int(round(_PRESET_WARMUP / self.time_scale))
+
+    @property
+    def hidden_params(self) -> dict[str, float]:
+        return dict(self._theta_params)
+
+    def fit_options(self, law: str) -> dict[str, Any]:
+        """Law options that suit this world's step scale when fitting ``law`` to it."""
+        if law == "momentum":
+            return {"lam": round(0.999**self.time_scale, 6)}
+        return {}
+
+    # -- truth ---------------------------------------------------------------------------------
+    def true_final(self, schedules: Sequence[Schedule | str] | Schedule | str) -> np.ndarray:
+        """Noise-free final loss of each schedule (vectorised per horizon)."""
+        if isinstance(schedules, (Schedule, str)):
+            schedules = [schedules]
+        scheds = [Schedule.parse(s) if isinstance(s, str) else s for s in schedules]
+        out = np.empty(len(scheds))
+        groups: dict[int, list[int]] = {}
+        for i, s in enumerate(scheds):
+            groups.setdefault(s.total_steps, []).append(i)
+        for idx in groups.values():
+            for chunk in np.array_split(np.asarray(idx), max(1, len(idx) // 256)):
+                lrs = np.stack([scheds[i].lrs() for i in chunk])
+                out[chunk] = self._law.predict(self._theta, self._law.prepare_final(lrs))
+        return out
+
+    def logging_steps(self, schedule: Schedule) -> np.ndarray:
+        """Steps (LossCurve convention) at which a loss is logged: every ``log_every`` steps
+        and the last step."""
+        t = schedule.total_steps
+        steps = np.arange(self.log_every - 1, t, self.log_every)
+        if len(steps) == 0 or steps[-1] != t - 1:
+            steps = np.append(steps, t - 1)
+        return steps.astype(np.int64)
+
+    def true_curve(self, schedule: Schedule | str) -> tuple[np.ndarray, np.ndarray]:
+        """Noise-free ``(steps, losses)`` at the logging steps."""
+        s = Schedule.parse(schedule) if isinstance(schedule, str) else schedule
+        steps = self.logging_steps(s)
+        return steps, self._law.predict(self._theta, self._law.prepare(s.lrs(), steps))
+
+    def curve(self, schedule: Schedule | str, trial_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, losses)`` with noise, as a trial would log them (deterministic per seed,
+        schedule and ``trial_seed``)."""
+        s = Schedule.parse(schedule) if isinstance(schedule, str) else schedule
+        steps, clean = self.true_curve(s)
+        rng = np.random.default_rng([self.seed, _stable_hash(str(s)), trial_seed])
+        offset = rng.normal(0.0, self.run_noise) if self.run_noise else 0.0
+        noisy = clean * np.exp(offset + rng.normal(0.0, self.noise, size=len(clean)))
+        return steps, noisy
+
+    # -- a Ray Tune trainable ------------------------------------------------------------------
+    def trainable(
+        self, metric: str = "loss", sleep: float = 0.0, fail_schedules: Sequence[str] = (),
+        nan_schedules: Sequence[str] = (), max_steps: int | None = None,
+        start_log: str | None = None,
+    ) -> Callable[[dict[str, Any]], None]:
+        """A function trainable for ``tune.Tuner``: reports ``{"step", metric}`` at every
+        logging step of ``config["schedule"]``; honours ``config["lrlaw_stop_step"]``.
+
+        ``fail_schedules`` / ``nan_schedules``: schedule texts (or kinds) whose trial raises an
+        error / reports NaN half-way, to test bad input. ``max_steps``: the trial refuses a
+        schedule of another length (as a real trainable with a fixed budget would).
+        ``start_log``: a file to which each trial appends ``trial_id<TAB>schedule`` when it
+        starts (tests check that a resumed search repeats no finished trial).
+        """
+        world = self
+
+        def simulated_trial(config: dict[str, Any]) -> None:
+            from ray import tune
+
+            text = config["schedule"]
+            if start_log:
+                with open(start_log, "a") as fh:
+                    fh.write(f"{tune.get_context().get_trial_id()}\t{text}\n")
+            schedule = Schedule.parse(text)
+            if max_steps is not None and schedule.total_steps != max_steps:
+                raise ValueError(
+                    f"this trainable runs exactly {max_steps} steps but the schedule has "
+                    f"total_steps={schedule.total_steps}: {text}"
+                )
+            if text in fail_schedules or schedule.kind in fail_schedules:
+                raise RuntimeError(f"simulated failure of the trial for {text}")
+            trial_seed = int(config.get("trial_seed", 0))
+            steps, losses = world.curve(schedule, trial_seed)
+            stop = config.get("lrlaw_stop_step")
+            poison = text in nan_schedules or schedule.kind in nan_schedules
+            for j, (s, loss) in enumerate(zip(steps.tolist(), losses.tolist())):
+                if poison and j >= len(steps) // 2:
+                    loss = float("nan")
+                tune.report({"step": int(s), metric: float(loss)})
+                if sleep:
+                    time.sleep(sleep)
+                if stop is not None and s >= stop:
+                    break
+
+        return simulated_trial
+
+
+def _stable_hash(text: str) -> int:
+    h = 1469598103934665603
+    for ch in text.encode():
+        h = ((h ^ ch) * 1099511628211) % (1 << 63)
+    return h
+
+
+# -- an in-process stand-in for Tune's event loop (benchmarks) -----------------------------------
+
+
+@dataclass
+class TrialStub:
+    """What Tune's schedulers read from a trial: its id, config and status."""
+
+    trial_id: str
+    config: dict[str, Any]
+    status: str = "RUNNING"
+    steps_run: int = 0
+    last_result: dict[str, Any] = field(default_factory=dict)
+
+    def __hash__(self) -> int:
+        return hash(self.trial_id)
+
+
+@dataclass
+class DriveResult:
+    """What happened in one :func:`drive`: every trial in start order, the compute used, and the
+    trajectory of the recommendation (the full-length trial with the lowest final loss)."""
+
+    trials: list[dict[str, Any]]
+    compute: int  # optimizer steps run in total
+    full_run_steps: int
+    trajectory: list[tuple[int, str, float]]  # (compute so far, recommended schedule, its loss)
+    finished_by: str  # "searcher" (FINISHED), "budget", "max_trials" or "stalled" (a bug)
+
+    @property
+    def full_runs(self) -> float:
+        return self.compute / self.full_run_steps
+
+    def compute_to_within(self, world: SimulatedWorld, best_true: float, tol: float) -> float | None:
+        """Compute (in full runs) at which the recommendation first was a schedule whose true
+        final loss is within ``tol`` (relative) of ``best_true``; None if never."""
+        for compute, text, _ in self.trajectory:
+            if world.true_final(text)[0] <= best_true * (1 + tol):
+                return compute / self.full_run_steps
+        return None
+
+
+def drive(
+    world: SimulatedWorld,
+    searcher: Any,
+    scheduler: Any = None,
+    *,
+    metric: str = "loss",
+    concurrency: int = 1,
+    budget_steps: int | None = None,
+    max_trials: int = 10_000,
+    full_run_steps: int | None = None,
+) -> DriveResult:
+    """Run ``searcher`` (a ``ray.tune.search.Searcher``) and ``scheduler`` (a ``TrialScheduler``
+    or None) against ``world`` in this process, as Tune would with ``concurrency`` trials at a
+    time, one logging step per running trial per round. Stops when the searcher is FINISHED,
+    after ``max_trials`` trials, or when ``budget_steps`` steps have been run."""
+    from ray.tune.schedulers import TrialScheduler
+    from ray.tune.search import Searcher
+
+    running: dict[str, tuple[TrialStub, np.ndarray, np.ndarray, int]] = {}
+    trials: list[dict[str, Any]] = []
+    trajectory: list[tuple[int, str, float]] = []
+    compute, counter, finished = 0, 0, False
+    best: tuple[float, str] | None = None
+    finished_by = "searcher"
+    full = full_run_steps or world.total_steps
+
+    def complete(tid: str, result: dict[str, Any] | None, error: bool, stopped: bool) -> None:
+        nonlocal best
+        trial, steps, _, pos = running.pop(tid)
+        searcher.on_trial_complete(tid, result=result, error=error)
+        if scheduler is not None:
+            if error:
+                scheduler.on_trial_error(None, trial)
+            else:
+                scheduler.on_trial_complete(None, trial, result or {})
+        text = trial.config["schedule"]
+        done = not error and result is not None and result.get("step") == int(steps[-1])
+        trials.append({
+            "trial_id": tid, "schedule": text, "steps_run": trial.steps_run,
+            "full": done, "stopped": stopped, "error": error,
+            "final": result.get(metric) if result else None,
+        })
+        if done and math.isfinite(result[metric]) and (best is None or result[metric] < best[0]):
+            best = (float(result[metric]), text)
+        if best is not None and (not trajectory or trajectory[-1][1] != best[1]):
+            trajectory.append((compute, best[1], best[0]))
+
+    while True:
+        while not finished and len(running) < concurrency and counter < max_trials:
+            tid = f"t{counter:05d}"
+            suggestion = searcher.suggest(tid)
+            if suggestion == Searcher.FINISHED:
+                finished = True
+                break
+            if suggestion is None:
+                break
+            counter += 1
+            trial = TrialStub(tid, dict(suggestion))
+            if scheduler is not None:
+                scheduler.on_trial_add(None, trial)
+            steps, losses = world.curve(trial.config["schedule"], trial_seed=counter)
+            running[tid] = (trial, steps, losses, 0)
+        if not running:
+            if counter >= max_trials:
+                finished_by = "max_trials"
+            elif not finished:
+                finished_by = "stalled"  # the searcher waits for trials that do not exist
+            break
+        if budget_steps is not None and compute >= budget_steps:
+            finished_by = "budget"
+            break
+        for tid in list(running):
+            trial, steps, losses, pos = running[tid]
+            step, loss = int(steps[pos]), float(losses[pos])
+            compute += step + 1 - trial.steps_run
+            trial.steps_run = step + 1
+            result = {"step": step, metric: loss, "training_iteration": pos + 1,
+                      "trial_id": tid, "done": False}
+            trial.last_result = result
+            searcher.on_trial_result(tid, result)
+            action = TrialScheduler.CONTINUE
+            if scheduler is not None:
+                action = scheduler.on_trial_result(None, trial, result)
+            stop_step = trial.config.get("lrlaw_stop_step")
+            last = pos + 1 >= len(steps) or (stop_step is not None and step >= stop_step)
+            if action == TrialScheduler.STOP or last:
+                complete(tid, result, False, action == TrialScheduler.STOP and not last)
+            else:
+                running[tid] = (trial, steps, losses, pos + 1)
+    return DriveResult(trials, compute, full, trajectory, finished_by)

@@ -1,0 +1,295 @@
+"""One Hugging Face Trainer per Tune trial, running the trial's schedule exactly and reporting its
+loss curve to Tune at every evaluation (or logging) step.
+
+Two ways in:
+
+* :func:`hf_trainable` - a Tune function trainable. Bind the model and data with
+  ``tune.with_parameters(hf_trainable, model_init=..., train_dataset=..., eval_dataset=...,
+  training_args={...})`` and give it to ``tune.Tuner`` with an :class:`~tune_search.LRLawSearcher`.
+* :class:`ScheduleTrainer` - a ``Trainer`` subclass that takes the schedule from the trial's
+  ``config["schedule"]``, so that ``trainer.hyperparameter_search(backend="ray",
+  search_alg=LRLawSearcher(...))`` works (that method forbids ``optimizers=``: the schedule goes
+  in through ``create_scheduler`` instead).
+
+The schedule is applied with ``Schedule.to_training_args()`` where a transformers scheduler is
+exactly that schedule, else ``Schedule.to_torch(optimizer)`` from ``create_scheduler``. Steps are
+reported in the :class:`~hf_lrlaw.LossCurve` convention: an eval loss at ``global_step`` g is
+step ``g - 1``; a train ``loss`` logged at g (the mean since the previous log p) is step ``g - 2``
+with ``window = g - p`` (the first train log, which includes the untrained model, is dropped).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from hf_lrlaw.schedules import Schedule, ScheduleError
+
+__all__ = ["ScheduleTrainer", "TuneReportCallback", "hf_trainable", "apply_schedule",
+           "ScheduleMismatchError"]
+
+logger = logging.getLogger("tune_search")
+
+_OWN_KEYS = ("schedule", "lrlaw_stop_step")
+
+
+class ScheduleMismatchError(ValueError):
+    """The suggested schedule cannot run in this trial (e.g. its total_steps differs from the
+    steps the trial can run)."""
+
+
+def apply_schedule(args: TrainingArguments, schedule: Schedule) -> bool:
+    """Set ``learning_rate``, ``max_steps``, ``warmup_steps`` and, where a transformers scheduler
+    is exactly ``schedule``, ``lr_scheduler_type``/``lr_scheduler_kwargs`` on ``args``.
+    Returns True when the transformers scheduler is exact (else ``create_scheduler`` must build
+    it from ``Schedule.to_torch``)."""
+    args.learning_rate = schedule.peak_lr
+    args.max_steps = schedule.total_steps
+    args.warmup_steps = schedule.warmup_steps
+    try:
+        name, kwargs = schedule.to_hf()
+    except ScheduleError:
+        return False
+    args.lr_scheduler_type = name
+    args.lr_scheduler_kwargs = dict(kwargs)
+    return True
+
+
+class _ScheduleControl(TrainerCallback):
+    """Evaluates at the last step (so the final loss is always reported) and at a partial
+    pilot's stop step, then stops there."""
+
+    def __init__(self, trainer: ScheduleTrainer) -> None:
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        stop = self.trainer.lrlaw_stop_step
+        step = state.global_step - 1
+        if state.global_step >= state.max_steps or (stop is not None and step >= stop):
+            if args.eval_strategy != "no" and self.trainer.eval_dataset is not None:
+                control.should_evaluate = True
+            control.should_log = True
+        if stop is not None and step >= stop:
+            control.should_training_stop = True
+        return control
+
+
+class ScheduleTrainer(Trainer):
+    """A ``Trainer`` that runs a :class:`~hf_lrlaw.Schedule` exactly.
+
+    Args:
+        schedule: a Schedule or its text; optional here: inside ``hyperparameter_search`` it
+            comes from each trial's ``config["schedule"]``.
+        max_steps_allowed: refuse (``ScheduleMismatchError``) a schedule whose total_steps
+            differs from this, e.g. when the data or time budget fixes the run length.
+        *args, **kwargs: as ``Trainer``.
+
+    In ``hyperparameter_search(backend="ray")`` it also adds ``"step"`` (``global_step - 1``)
+    to what the Trainer reports to Tune, as :class:`~tune_search.LRLawSearcher` needs.
+    """
+
+    def __init__(self, *args: Any, schedule: Schedule | str | None = None,
+                 max_steps_allowed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lrlaw_schedule: Schedule | None = None
+        self.lrlaw_exact = True
+        self.lrlaw_stop_step: int | None = None
+        self.max_steps_allowed = max_steps_allowed
+        self.add_callback(_ScheduleControl(self))
+        if schedule is not None:
+            self.set_schedule(schedule)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # hyperparameter_search(backend="ray") ships the Trainer to the trials. Its accelerator
+        # shares accelerate's process-wide GradientState, which keeps weak references to the
+        # dataloaders of any earlier training in this process: not picklable. The trial builds
+        # a fresh accelerator instead (as _hp_search_setup does anyway).
+        state = self.__dict__.copy()
+        state.pop("accelerator", None)
+        state.pop("gather_function", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.create_accelerator_and_postprocess()
+
+    def set_schedule(self, schedule: Schedule | str, stop_step: int | None = None) -> None:
+        """Use ``schedule`` for the next ``train()``; stop after ``stop_step`` (a partial pilot)."""
+        s = Schedule.parse(schedule) if isinstance(schedule, str) else schedule
+        if self.max_steps_allowed is not None and s.total_steps != self.max_steps_allowed:
+            raise ScheduleMismatchError(
+                f"the schedule has total_steps={s.total_steps} but this trial runs exactly "
+                f"{self.max_steps_allowed} steps: {s}"
+            )
+        self.lrlaw_schedule = s
+        self.lrlaw_stop_step = None if stop_step is None else int(stop_step)
+        self.lrlaw_exact = apply_schedule(self.args, s)
+        self.lr_scheduler = None
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lrlaw_schedule is None or self.lrlaw_exact or self.lr_scheduler is not None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        optimizer = self.optimizer if optimizer is None else optimizer
+        self.lr_scheduler = self.lrlaw_schedule.to_torch(optimizer)
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+    def train(self, resume_from_checkpoint: Any = None, trial: Any = None, **kwargs: Any):
+        if isinstance(trial, Mapping) and "schedule" in trial:
+            trial = dict(trial)
+            text = trial.pop("schedule")
+            stop = trial.pop("lrlaw_stop_step", None)
+            self.set_schedule(text, stop)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
+
+    def _report_to_hp_search(self, trial, step, metrics):
+        # Tune gets "step" (the LossCurve index of this eval); the objective must not see it.
+        compute = getattr(self, "compute_objective", None)
+        if self.hp_search_backend is None or trial is None or compute is None:
+            return super()._report_to_hp_search(trial, step, metrics)
+        self.compute_objective = lambda m: compute({k: v for k, v in m.items() if k != "step"})
+        try:
+            return super()._report_to_hp_search(trial, step, {**metrics, "step": step - 1})
+        finally:
+            self.compute_objective = compute
+
+
+class TuneReportCallback(TrainerCallback):
+    """Report each evaluation (``metric`` = "eval_loss", ...) or train-loss log (``metric`` =
+    "loss") to Tune as ``{"step", metric, ...}`` in the LossCurve step convention, from the
+    world's rank-0 process only (the Trainer's logged losses are already reduced over ranks)."""
+
+    def __init__(self, metric: str = "eval_loss", extra: Sequence[str] = ("epoch",)) -> None:
+        self.metric = metric
+        self.extra = tuple(extra)
+        self._previous_log = 0
+        self.reported: list[tuple[int, float]] = []
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        if self.metric == "loss" or not metrics or self.metric not in metrics:
+            return
+        self._report({"step": state.global_step - 1, self.metric: float(metrics[self.metric])},
+                     metrics)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        if self.metric != "loss" or not logs or "loss" not in logs:
+            return
+        g = state.global_step
+        window, self._previous_log = g - self._previous_log, g
+        if window >= 1 and g - window - 1 >= 0:
+            self._report({"step": g - 2, "loss": float(logs["loss"]), "window": window}, logs)
+
+    def _report(self, result: dict[str, Any], source: Mapping[str, Any]) -> None:
+        from ray import tune
+
+        for key in self.extra:
+            if key in source and key not in result:
+                result[key] = source[key]
+        self.reported.append((result["step"], result[self.metric]))
+        tune.report(result)
+
+
+def _lrlaw_callback(options: Mapping[str, Any] | None) -> Any | None:
+    """The core's LRLawCallback when it is available (it records per-step LRs and losses and
+    writes ``<output_dir>/lrlaw/record.json``); None otherwise."""
+    if options is False:
+        return None
+    try:
+        from hf_lrlaw.callback import LRLawCallback
+    except ImportError:
+        logger.debug("hf_lrlaw.callback is not available: trials run without LRLawCallback")
+        return None
+    try:
+        return LRLawCallback(**dict(options or {}))
+    except Exception as exc:  # its options are the callback's business; the trial goes on
+        logger.warning("LRLawCallback(%s) could not be created: %s", dict(options or {}), exc)
+        return None
+
+
+def hf_trainable(
+    config: dict[str, Any],
+    *,
+    model_init: Callable[[], Any],
+    train_dataset: Any,
+    eval_dataset: Any = None,
+    training_args: Mapping[str, Any] | None = None,
+    metric: str = "eval_loss",
+    data_collator: Any = None,
+    max_steps: int | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+    lrlaw_callback: Mapping[str, Any] | bool | None = None,
+    output_root: str | None = None,
+) -> None:
+    """A Tune function trainable: one :class:`ScheduleTrainer` run of ``config["schedule"]``.
+
+    Args:
+        config: the trial's config; ``config["schedule"]`` (text) is required, a partial
+            pilot's ``config["lrlaw_stop_step"]`` is honoured, and any other key that names a
+            ``TrainingArguments`` field (e.g. ``weight_decay``) is applied.
+        model_init: returns a fresh model (called once per trial).
+        train_dataset, eval_dataset, data_collator: as for ``Trainer``.
+        training_args: other ``TrainingArguments`` (batch size, eval_steps, ``use_cpu``, ...);
+            learning rate, steps, warmup and scheduler come from the schedule.
+        metric: "eval_loss" (needs ``eval_dataset``) or "loss" (the train loss window means).
+        max_steps: the trial can run exactly this many steps; another horizon is refused with
+            ``ScheduleMismatchError`` (the trial errors, the search goes on).
+        callbacks: more ``TrainerCallback`` objects.
+        lrlaw_callback: options for :class:`hf_lrlaw.callback.LRLawCallback` (attached when the
+            module is available), or False to leave it out.
+        output_root: where trials write their Trainer output (default: the Tune trial folder).
+    """
+    from ray import tune
+
+    if "schedule" not in config:
+        raise ValueError("hf_trainable needs config['schedule'] (the LRLawSearcher sets it)")
+    schedule = Schedule.parse(config["schedule"])
+    if max_steps is not None and schedule.total_steps != max_steps:
+        raise ScheduleMismatchError(
+            f"the schedule has total_steps={schedule.total_steps} but this trial runs exactly "
+            f"{max_steps} steps: {schedule}"
+        )
+    if metric != "loss" and eval_dataset is None:
+        raise ValueError(f"metric={metric!r} needs an eval_dataset (or use metric='loss')")
+    context = tune.get_context()
+    trial_dir = Path(output_root or context.get_trial_dir() or ".")
+    if output_root:
+        trial_dir = trial_dir / (context.get_trial_id() or "trial")
+    kwargs: dict[str, Any] = {
+        "report_to": "none", "save_strategy": "no", "disable_tqdm": True,
+        "logging_steps": 10, "eval_strategy": "steps" if eval_dataset is not None else "no",
+    }
+    kwargs.update(training_args or {})
+    kwargs["output_dir"] = str(trial_dir / "hf")
+    extra = {k: v for k, v in config.items() if k not in _OWN_KEYS}
+    fields = set(TrainingArguments.__dataclass_fields__)
+    for key, value in extra.items():
+        if key in fields:
+            kwargs[key] = value
+    if kwargs.get("eval_strategy") != "no" and "eval_steps" not in kwargs:
+        kwargs["eval_steps"] = max(1, schedule.total_steps // 20)
+    args = TrainingArguments(**kwargs)
+    report = TuneReportCallback(metric)
+    cbs = [report, *callbacks]
+    if lrlaw_callback is None:  # defaults: the trial's metric, no figure per fit
+        lrlaw_callback = {"plot": False,
+                          "metric": metric if metric == "loss" or metric.startswith("eval_")
+                          else "auto"}
+    lrlaw = _lrlaw_callback(lrlaw_callback)
+    if lrlaw is not None:
+        cbs.append(lrlaw)
+    trainer = ScheduleTrainer(
+        model_init=model_init, args=args, train_dataset=train_dataset,
+        eval_dataset=eval_dataset, data_collator=data_collator, callbacks=cbs,
+    )
+    trainer.set_schedule(schedule, config.get("lrlaw_stop_step"))
+    os.makedirs(args.output_dir, exist_ok=True)
+    trainer.train()
