@@ -14,6 +14,7 @@ from hf_lrlaw.schedules import Schedule, ScheduleError
 
 __all__ = [
     "CurveError",
+    "LRLawCallback",
     "Fit",
     "FitError",
     "GoodnessOfFit",
@@ -34,3 +35,12 @@ __all__ = [
     "write_csv",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # The callback imports transformers: only when asked for, so the law core stays light.
+    if name == "LRLawCallback":
+        from hf_lrlaw.callback import LRLawCallback
+
+        return LRLawCallback
+    raise AttributeError(f"module 'hf_lrlaw' has no attribute {name!r}")

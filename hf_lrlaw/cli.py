@@ -243,7 +243,7 @@ def _is_fit_file(path: str) -> bool:
         return False
     if not isinstance(data, dict):
         return False
-    return data.get("schema") == FIT_SCHEMA or ("fit" in data and "schema" not in data)
+    return data.get("schema") == FIT_SCHEMA or isinstance(data.get("fit"), dict)
 
 
 def _law_options(items: Sequence[str] | None) -> dict[str, Any]:

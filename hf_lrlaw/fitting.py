@@ -25,7 +25,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import minimize
 from scipy.stats import norm
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from hf_lrlaw.curves import LossCurve
 from hf_lrlaw.laws import Law, LawError, available_laws, get_law
@@ -441,6 +441,7 @@ class Fit:
         with np.errstate(invalid="ignore", divide="ignore"):
             rel = np.sqrt(np.maximum(var, 0.0)) / np.abs(pred)
         sd_log = np.sqrt(rel**2 + self.scatter**2 + self.model_error(steps) ** 2)
+        pred = np.where(pred > 0, pred, np.nan)  # a law extrapolated below zero says nothing
         low, high = pred * np.exp(-z * sd_log), pred * np.exp(z * sd_log)
         name = getattr(law, "annealing_param", None)
         if name and not self.annealing_identified and self.prior is None:
@@ -644,9 +645,20 @@ def fit(
     """
     curves = _as_curves(curves)
     # The fit's linear algebra is on tiny matrices: BLAS threads only add latency (4x slower
-    # measured on 2 busy cores), and they would compete with a training run in the same process.
-    with threadpool_limits(limits=1, user_api="blas"):
+    # measured on 2 busy cores). Only numpy's and scipy's BLAS are limited, not torch's, which
+    # may be training in another thread of this process.
+    with _numpy_blas_single_thread():
         return _fit(curves, law, law_options, prior, calibration, n_starts, weights, delta)
+
+
+def _numpy_blas_single_thread():
+    controller = ThreadpoolController()
+    ours = [
+        lib.filepath
+        for lib in controller.lib_controllers
+        if lib.user_api == "blas" and any(k in lib.filepath for k in ("numpy", "scipy"))
+    ]
+    return controller.select(filepath=ours).limit(limits=1)
 
 
 def _fit(curves, law, law_options, prior, calibration, n_starts, weights, delta) -> Fit:

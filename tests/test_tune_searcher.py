@@ -160,6 +160,13 @@ def test_works_under_a_concurrency_limiter():
     assert result.finished_by == "searcher"
     assert len(result.trials) == 4  # two pilots, two full runs, one at a time
     assert searcher.recommendation()["source"] == "finished run"
+    # Each full run carries the law's prediction from before it ran, with its interval.
+    for t in searcher.trials():
+        if t["role"] == "candidate":
+            mean, low, high = t["predicted"]
+            assert low <= mean <= high
+        else:
+            assert t["predicted"] is None
 
 
 def test_save_and_restore_resume_mid_search(tmp_path):

@@ -52,6 +52,8 @@ class TrialRecord:
     steps_run: int = 0
     restarts: int = 0
     completed: bool = False
+    # The law's final-loss prediction when the trial was suggested (before it ran): mean, low, high.
+    predicted: tuple[float, float, float] | None = None
 
     @property
     def running(self) -> bool:
@@ -74,13 +76,17 @@ class TrialRecord:
             "steps": list(self.steps), "losses": list(self.losses), "windows": list(self.windows),
             "status": self.status, "note": self.note, "steps_run": self.steps_run,
             "restarts": self.restarts, "completed": self.completed,
+            "predicted": None if self.predicted is None else list(self.predicted),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrialRecord:
-        return cls(**{k: d[k] for k in (
+        rec = cls(**{k: d[k] for k in (
             "trial_id", "schedule", "role", "steps", "losses", "windows", "status", "note",
             "steps_run", "restarts", "completed") if k in d})
+        if d.get("predicted") is not None:
+            rec.predicted = tuple(float(v) for v in d["predicted"])
+        return rec
 
 
 _SCHEDULE_CACHE: dict[str, Schedule] = {}

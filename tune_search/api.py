@@ -94,6 +94,7 @@ def search_schedules(
     resume: bool = False,
     max_steps: int | None = None,
     lrlaw_callback: Mapping[str, Any] | bool | None = None,
+    callbacks: Sequence[Any] = (),
     verbose: int = 0,
 ) -> SearchResult:
     """Search the schedule space with pilots + law + a few full runs; write the report.
@@ -121,6 +122,7 @@ def search_schedules(
         resume: continue the experiment ``storage_path/name`` if it exists.
         max_steps: trials refuse schedules of another length (see ``hf_trainable``).
         lrlaw_callback: options for the core's ``LRLawCallback`` in each trial (False: none).
+        callbacks: ``ray.tune.Callback`` objects for the run (e.g. progress printing).
         verbose: Tune's verbosity (0 silent .. 2).
     """
     import ray
@@ -170,7 +172,8 @@ def search_schedules(
                     search_alg=searcher, scheduler=scheduler, num_samples=-1,
                     max_concurrent_trials=max_concurrent_trials,
                 ),
-                run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose),
+                run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose,
+                                          callbacks=list(callbacks)),
             )
         results = tuner.fit()
         experiment = results.experiment_path

@@ -146,11 +146,16 @@ def write_report(searcher: LRLawSearcher, output_dir: str | Path, *, top: int = 
         lines += ["", f"Compute: {compute:,} optimizer steps = {compute / total:.2f} full runs "
                   f"(a full grid: {n_cand} runs)."]
     lines += ["", "## Runs", "",
-              f"| trial | role | status | steps | final {searcher.metric} | schedule |",
-              "|---|---|---|---:|---:|---|"]
+              "Predicted: the law's final-loss prediction when the run was chosen, before it ran.",
+              "",
+              f"| trial | role | status | steps | final {searcher.metric} | predicted [90%] | "
+              "schedule |",
+              "|---|---|---|---:|---:|---|---|"]
     for t in trials:
+        pred = t.get("predicted")
+        shown = f"{_fmt(pred[0])} [{_fmt(pred[1])}, {_fmt(pred[2])}]" if pred else "-"
         lines.append(f"| {t['trial_id']} | {t['role']} | {t['status']} | "
-                     f"{t['steps_run']}/{t['total_steps']} | {_fmt(t['final_loss'])} | "
+                     f"{t['steps_run']}/{t['total_steps']} | {_fmt(t['final_loss'])} | {shown} | "
                      f"`{t['schedule']}` |")
     if ranking is not None:
         lines += ["", f"## Ranking by predicted final {searcher.metric} (top {top})", "",

@@ -110,8 +110,9 @@ class LRLawSearcher(Searcher):
             law's bias does not spend every full run on near-duplicates.
         max_steps: the most optimizer steps a trial can run: longer candidates are dropped
             (with one warning) instead of failing trials.
-        fit_kwargs: more keyword arguments for :func:`hf_lrlaw.fit`, e.g. ``{"prior":
-            "default"}`` (the prior learned on public curves) or ``{"n_starts": 8}``.
+        fit_kwargs: more keyword arguments for :func:`hf_lrlaw.fit`, e.g. ``{"n_starts": 8}``.
+            Unless ``prior_fit`` or ``law_options`` is given, ``prior="default"`` (learned on
+            public curves) is used; ``{"prior": None}`` fits the data alone.
         config_fn: optional ``Schedule -> dict`` of extra config keys per suggestion (e.g.
             ``Schedule.to_training_args`` for a plain Trainer in ``hyperparameter_search``).
         seed: seeds the ranking's joint draws.
@@ -194,6 +195,10 @@ class LRLawSearcher(Searcher):
         self.fit_kwargs = dict(fit_kwargs or {})
         if "law" in self.fit_kwargs or "law_options" in self.fit_kwargs:
             raise ValueError("give law= and law_options= to LRLawSearcher, not in fit_kwargs")
+        if prior_fit is None and "prior" not in self.fit_kwargs and not self.law_options:
+            # Pilots are young runs: the prior learned on public curves supplies what their
+            # data cannot tell yet; with more data the fit follows the data.
+            self.fit_kwargs["prior"] = "default"
         self._book = CurveBook(metric, law, self.law_options, fit_kwargs=self.fit_kwargs)
         self._prior: Fit | None = None
         self._prior_source: str | None = None
@@ -310,7 +315,9 @@ class LRLawSearcher(Searcher):
         if self.diversify:
             run = self._families_run()
             pick = next((r for r in open_ if family(r.schedule) not in run), pick)
-        return self._issue(trial_id, str(pick.schedule), "candidate")
+        config = self._issue(trial_id, str(pick.schedule), "candidate")
+        self._book.records[trial_id].predicted = (pick.predicted, pick.low, pick.high)
+        return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self._book.ingest(trial_id, result)
@@ -505,7 +512,7 @@ class LRLawSearcher(Searcher):
         return [
             {"trial_id": r.trial_id, "schedule": r.schedule, "role": r.role, "status": r.status,
              "steps_run": r.steps_run, "total_steps": r.total_steps, "final_loss": r.final_loss,
-             "note": r.note}
+             "note": r.note, "predicted": None if r.predicted is None else list(r.predicted)}
             for r in self._book.records.values()
         ]
 
