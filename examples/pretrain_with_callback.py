@@ -1,8 +1,8 @@
 """Pre-train a tiny GPT-2 on CPU and watch LRLawCallback predict its final loss.
 
 The model is a 2-layer GPT-2 over bytes, the text twelve Shakespeare plays (1.5 MB, shipped with
-hf_lrlaw; else the standard library's pydoc_data/topics.py), the schedule a cosine with warmup. From 20% of the run
-on the callback fits the scaling law to the evaluation losses so far and logs the predicted final
+hf_lrlaw), the schedule a cosine with warmup. From 20% of the run on, the callback fits the
+scaling law to the evaluation losses so far and logs the predicted final
 loss of this run, with a 90% interval, and of three other schedules. At the end it leaves
 out/pretrain/lrlaw/record.json and fit.png behind and this script compares the first
 predictions with the loss the run really reached.
@@ -36,7 +36,8 @@ learning_rate = 3e-3
 warmup_steps = 50
 eval_every = 25
 candidates = ["constant()", "wsd(decay_fraction=0.2)", "linear()"]
-prior = ""  # "default": start from the prior learned on public LLM curves (earlier predictions)
+prior = "default"  # learned on public LLM curves; "none" fits the run's own data only
+ddp_backend = ""  # "gloo" for CPU processes under torchrun (see multi_gpu.sh)
 seed = 0
 # -----------------------------------------------------------------------------------------------
 
@@ -98,14 +99,18 @@ args = transformers.TrainingArguments(
     report_to="none",
     disable_tqdm=True,
     seed=seed,
+    ddp_backend=ddp_backend or None,
+    ddp_find_unused_parameters=False,
 )
 callback = LRLawCallback(  # the one line this example is about
-    candidates=candidates, fit_kwargs={"prior": prior} if prior else None
+    candidates=candidates, prior=None if prior == "none" else prior
 )
 trainer = transformers.Trainer(
     model=model, args=args, train_dataset=train_set, eval_dataset=eval_set, callbacks=[callback]
 )
 trainer.train()
+if not trainer.is_world_process_zero():
+    raise SystemExit(0)  # only rank 0 fits and writes
 
 # -- how good were the predictions? ------------------------------------------------------------
 record = json.loads((Path(out_dir) / "lrlaw" / "record.json").read_text())

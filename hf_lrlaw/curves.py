@@ -175,6 +175,24 @@ class LossCurve:
             windows=None if self.windows is None else self.windows[keep],
         )
 
+    def tail(self, since: int) -> LossCurve:
+        """The curve without its points before step ``since``; the LR array is kept whole.
+
+        For leaving out the initial transient (e.g. a small model's plateau before it learns
+        more than unigram statistics), which no annealing law describes.
+        """
+        keep = self.steps >= int(since)
+        if not np.any(keep):
+            raise CurveError(
+                f"curve {self.name!r} has no points at step {int(since)} or later "
+                f"(its last is at step {self.last_step})"
+            )
+        return self.replace(
+            steps=self.steps[keep],
+            losses=self.losses[keep],
+            windows=None if self.windows is None else self.windows[keep],
+        )
+
     def replace(self, **changes: Any) -> LossCurve:
         """A copy with some fields changed (validated again)."""
         values = {

@@ -621,6 +621,7 @@ def fit(
     n_starts: int = 4,
     weights: str = "points",
     delta: float = HUBER_DELTA,
+    min_step: int = 0,
 ) -> Fit:
     """Fit ``law`` jointly to ``curves`` (shared parameters) and return a :class:`Fit`.
 
@@ -642,8 +643,18 @@ def fit(
         weights: "points" (every point counts once, as in the papers) or "curves" (every curve
             counts the same whatever its number of points).
         delta: the Huber threshold on ``log(pred) - log(loss)``.
+        min_step: points before this step are not fitted (the initial transient, which the
+            laws do not describe); the LRs before it still count. Curves with no point left
+            are dropped.
     """
     curves = _as_curves(curves)
+    if min_step < 0:
+        raise FitError(f"min_step must be >= 0, got {min_step}")
+    if min_step > 0:
+        kept = [c.tail(min_step) for c in curves if c.last_step >= min_step]
+        if not kept:
+            raise FitError(f"no curve has a point at step {min_step} or later (min_step)")
+        curves = kept
     # The fit's linear algebra is on tiny matrices: BLAS threads only add latency (4x slower
     # measured on 2 busy cores). Only numpy's and scipy's BLAS are limited, not torch's, which
     # may be training in another thread of this process.

@@ -187,6 +187,30 @@ def test_window_means_are_modelled():
     assert point.goodness.worst_rel_error > 3 * f.goodness.worst_rel_error
 
 
+def test_min_step_leaves_out_an_initial_plateau():
+    """A plateau before the law's regime (a small model's first phase) drags a fit of every
+    point; min_step fits from after it, and the LRs before it still count."""
+    clean = synthetic("momentum", MOMENTUM_TRUE, PILOTS[:2], noise=0.001, seed=5)
+    plateau = []
+    for c in clean:
+        losses = c.losses.copy()
+        early = c.steps < 2000
+        losses[early] = np.maximum(losses[early], 1.15 * losses[early][-1])
+        plateau.append(c.replace(losses=losses))
+    truth = hf_lrlaw.fit(clean, "momentum")
+    dragged = hf_lrlaw.fit(plateau, "momentum")
+    cut = hf_lrlaw.fit(plateau, "momentum", min_step=2000)
+    assert cut.goodness.n_points == sum(int(np.sum(c.steps >= 2000)) for c in plateau)
+    for s in HELD_OUT:
+        want = truth.predict(s)[0]
+        assert abs(cut.predict(s)[0] / want - 1) < 0.003
+        assert abs(dragged.predict(s)[0] / want - 1) > 2 * abs(cut.predict(s)[0] / want - 1)
+    with pytest.raises(FitError, match="min_step"):
+        hf_lrlaw.fit(plateau, "momentum", min_step=10**6)
+    with pytest.raises(FitError, match="min_step"):
+        hf_lrlaw.fit(plateau, "momentum", min_step=-1)
+
+
 def test_loss_spikes_do_not_drag_the_fit():
     clean = synthetic("momentum", MOMENTUM_TRUE, PILOTS[:2], noise=0.001, seed=3)
     spiked = []

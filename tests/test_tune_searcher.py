@@ -223,6 +223,25 @@ def test_prior_fit_ranks_before_any_pilot(tmp_path):
     assert result.full_runs <= 2.0
 
 
+def test_default_prior_gives_way_once_a_decayed_run_finished():
+    """The learned prior fills in for young pilots; once a run that anneals has finished,
+    the data alone decide (the prior was learned on other recipes)."""
+    world, space = _world("momentum", 3)
+    searcher = LRLawSearcher(space, metric="loss", pilot_steps=None)
+    const, cos = (searcher.suggest(tid)["schedule"] for tid in ("c", "k"))
+    assert (const.split("(")[0], cos.split("(")[0]) == ("constant", "cosine")
+    _feed(searcher, world, "c", const, upto=world.total_steps // 4)
+    _feed(searcher, world, "k", cos, upto=world.total_steps // 4)
+    young = searcher.current_fit()
+    assert young is not None and young.prior is not None
+    last = _feed(searcher, world, "k", cos, start=world.total_steps // 4 + 1)
+    searcher.on_trial_complete("k", last)
+    grown = searcher.current_fit()
+    assert grown is not None and grown.prior is None
+    own = LRLawSearcher(space, metric="loss", fit_kwargs={"prior": "default"})
+    assert not own._book.default_prior_until_annealed  # a prior the user asked for stays
+
+
 # -- bad input: a clear message, and the search goes on ----------------------------------------
 
 

@@ -112,12 +112,18 @@ class CurveBook:
             a trial completed); a fit is cheap for the momentum law, not for the multi-power law.
         fit_kwargs: more keyword arguments for :func:`hf_lrlaw.fit` (``prior``, ``calibration``,
             ``n_starts``, ...).
+        default_prior_until_annealed: with ``prior="default"``, fit with it only until a trial
+            whose LR decays to half its peak or less has finished; from then on the data alone
+            decide (a learned prior stands in for what young runs cannot show, and biases a
+            fit on curves of another recipe once the runs show it; see the demo's records).
     """
 
     def __init__(
         self, metric: str | None, law: str = "momentum", law_options: Mapping[str, Any] | None = None,
         refit_fraction: float = 0.1, fit_kwargs: Mapping[str, Any] | None = None,
+        default_prior_until_annealed: bool = False,
     ) -> None:
+        self.default_prior_until_annealed = default_prior_until_annealed
         self.metric = metric
         self.law = law
         self.law_options = dict(law_options or {})
@@ -295,6 +301,15 @@ class CurveBook:
         return sum(len(c) for c in self.prior_curves) + sum(
             sum(1 for v in r.losses if math.isfinite(v) and v > 0) for r in self.records.values())
 
+    def annealed_run_finished(self) -> bool:
+        """Whether a trial whose LR decays to half its peak or less has reported its final loss."""
+        for rec in self.records.values():
+            if rec.final_loss is not None:
+                sched = _schedule(rec.schedule)
+                if sched.lrs()[-1] <= 0.5 * sched.peak_lr:
+                    return True
+        return False
+
     def fit(self, force: bool = False) -> Fit | None:
         """The law fitted jointly on every curve; refitted when enough is new. None if no fit
         is possible yet (``fit_error`` says why)."""
@@ -316,6 +331,9 @@ class CurveBook:
             return self._fit
         try:
             kwargs = dict(self.fit_kwargs)
+            if (self.default_prior_until_annealed and kwargs.get("prior") == "default"
+                    and self.annealed_run_finished()):
+                kwargs["prior"] = None
             if not isinstance(kwargs.get("prior"), Fit):  # a Fit prior brings law and options
                 kwargs.update(law=self.law, law_options=self.law_options or None)
             with single_thread():

@@ -83,6 +83,7 @@ def search_schedules(
     top_k: int = 3,
     prior_fit: Fit | str | os.PathLike[str] | None = None,
     margin: float = 0.0,
+    fit_kwargs: Mapping[str, Any] | None = None,
     stopper: bool = True,
     trainable: Callable[[dict[str, Any]], None] | None = None,
     max_concurrent_trials: int | None = None,
@@ -106,7 +107,7 @@ def search_schedules(
         space: the candidates; default ``ScheduleSpace(peak_lr, total_steps, warmup_steps)``
             with the default kinds (several hundred candidates).
         metric: "eval_loss" or "loss" (train loss), or what ``trainable`` reports.
-        law, law_options, pilots, pilot_steps, top_k, prior_fit, margin: see
+        law, law_options, pilots, pilot_steps, top_k, prior_fit, margin, fit_kwargs: see
             :class:`~tune_search.LRLawSearcher`.
         stopper: attach :class:`~tune_search.LRLawStopper` (it also ends partial pilots).
         trainable: a Tune function trainable to use instead of the HF one (e.g.
@@ -149,6 +150,7 @@ def search_schedules(
         return LRLawSearcher(
             space, metric=metric, mode="min", law=law, law_options=law_options, pilots=pilots,
             pilot_steps=pilot_steps, top_k=top_k, prior_fit=prior_fit, margin=margin,
+            fit_kwargs=fit_kwargs,
         )
 
     searcher = make_searcher()

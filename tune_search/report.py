@@ -173,8 +173,10 @@ def write_report(searcher: LRLawSearcher, output_dir: str | Path, *, top: int = 
 
 
 def plot_search(searcher: LRLawSearcher, path: str | Path, top: int = 4) -> Path:
-    """Two panels: the LR schedules, and the loss: actual curves of the runs made (points) with
-    the law's fit (lines), and the predicted curves of the top untried candidates (dashed)."""
+    """Three panels: the LR schedules; the loss (actual curves of the runs made as points, the
+    law's fit as lines, the predicted curves of the top untried candidates dashed, with bands);
+    and the ranking (every candidate's predicted final loss with its interval, and the actual
+    final loss of each run made at its rank)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -182,9 +184,10 @@ def plot_search(searcher: LRLawSearcher, path: str | Path, top: int = 4) -> Path
 
     fit = searcher.current_fit()
     ranking = searcher.ranking()
-    fig, (ax_lr, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax_lr, ax_loss, ax_rank) = plt.subplots(1, 3, figsize=(16, 5.2))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     k = 0
+    made: list[tuple[str, float, str]] = []
     for rec in searcher._book.records.values():
         curve = searcher._book.curve(rec)
         if curve is None:
@@ -195,6 +198,8 @@ def plot_search(searcher: LRLawSearcher, path: str | Path, top: int = 4) -> Path
         label = f"{rec.role} {rec.trial_id}: {_short(s)}"
         ax_lr.plot(s.lrs(), color=color, lw=1)
         ax_loss.plot(curve.steps, curve.losses, "o", ms=2.5, color=color, label=label)
+        if rec.final_loss is not None:
+            made.append((rec.schedule, rec.final_loss, color))
         if fit is not None:
             grid = _grid(s)
             ax_loss.plot(grid, fit.predict(s.lrs(), grid), "-", lw=1, color=color)
@@ -215,23 +220,49 @@ def plot_search(searcher: LRLawSearcher, path: str | Path, top: int = 4) -> Path
             shown += 1
             if shown >= top:
                 break
+        _plot_ranking(ax_rank, ranking, made, searcher.metric or "loss")
+    else:
+        ax_rank.set_axis_off()
     ax_lr.set_xlabel("step")
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_title("schedules")
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel(searcher.metric or "loss")
-    ax_loss.set_title(f"actual (points), fitted (lines), predicted (dashed); {searcher.law} law")
+    ax_loss.set_title(f"actual (points), fitted (lines), predicted (dashed); {searcher.law} law",
+                      fontsize=10)
     losses = [v for r in searcher._book.records.values() for v in r.losses
               if math.isfinite(v) and v > 0]
     if losses:
         lo, hi = np.percentile(losses, [0, 90])
         ax_loss.set_ylim(lo - 0.05 * (hi - lo), hi + 0.1 * (hi - lo))
-    ax_loss.legend(fontsize=6.5, loc="upper right")
-    fig.tight_layout()
+    handles, labels = ax_loss.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7.5, frameon=False)
+    rows = (len(handles) + 1) // 2
+    fig.tight_layout(rect=(0, min(0.02 + 0.036 * rows, 0.4), 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _plot_ranking(ax: Any, ranking: Any, made: list[tuple[str, float, str]], metric: str) -> None:
+    """Predicted final loss of every candidate by rank, with its interval; runs made on top."""
+    ranks = np.array([r.rank for r in ranking])
+    pred = np.array([r.predicted for r in ranking])
+    ax.fill_between(ranks, [r.low for r in ranking], [r.high for r in ranking], color="0.6",
+                    alpha=0.3, lw=0, label="90% interval")
+    ax.plot(ranks, pred, "-", color="0.2", lw=1.2, label="predicted final loss")
+    where = {str(r.schedule): r.rank for r in ranking}
+    for text, final, color in made:
+        if text in where:
+            ax.plot(where[text], final, "o", ms=6, color=color, mec="k", mew=0.6)
+    ax.plot([], [], "o", color="0.5", mec="k", mew=0.6, label="actual final loss of a run made")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"rank among {len(ranks):,} candidates")
+    ax.set_ylabel(f"final {metric}")
+    ax.set_title("ranking", fontsize=10)
+    ax.legend(fontsize=7.5, loc="upper left")
 
 
 def _grid(s: Schedule) -> np.ndarray:

@@ -112,7 +112,9 @@ class LRLawSearcher(Searcher):
             (with one warning) instead of failing trials.
         fit_kwargs: more keyword arguments for :func:`hf_lrlaw.fit`, e.g. ``{"n_starts": 8}``.
             Unless ``prior_fit`` or ``law_options`` is given, ``prior="default"`` (learned on
-            public curves) is used; ``{"prior": None}`` fits the data alone.
+            public curves) is used until a trial whose LR decays to half its peak or less has
+            finished, then the data alone; ``{"prior": None}`` fits the data alone throughout,
+            ``{"min_step": n}`` leaves out points before step n (an initial plateau).
         config_fn: optional ``Schedule -> dict`` of extra config keys per suggestion (e.g.
             ``Schedule.to_training_args`` for a plain Trainer in ``hyperparameter_search``).
         seed: seeds the ranking's joint draws.
@@ -197,9 +199,13 @@ class LRLawSearcher(Searcher):
             raise ValueError("give law= and law_options= to LRLawSearcher, not in fit_kwargs")
         if prior_fit is None and "prior" not in self.fit_kwargs and not self.law_options:
             # Pilots are young runs: the prior learned on public curves supplies what their
-            # data cannot tell yet; with more data the fit follows the data.
+            # data cannot tell yet, until a finished run with LR decay shows it.
             self.fit_kwargs["prior"] = "default"
-        self._book = CurveBook(metric, law, self.law_options, fit_kwargs=self.fit_kwargs)
+            until_annealed = True
+        else:
+            until_annealed = False
+        self._book = CurveBook(metric, law, self.law_options, fit_kwargs=self.fit_kwargs,
+                               default_prior_until_annealed=until_annealed)
         self._prior: Fit | None = None
         self._prior_source: str | None = None
         if prior_fit is not None:
