@@ -171,7 +171,7 @@ def search_schedules(
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(
-                    search_alg=searcher, scheduler=scheduler, num_samples=-1,
+                    search_alg=searcher, scheduler=scheduler, num_samples=searcher.max_trials,
                     max_concurrent_trials=max_concurrent_trials,
                 ),
                 run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose,
