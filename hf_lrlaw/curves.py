@@ -168,12 +168,7 @@ class LossCurve:
             if not 0 < until <= 1:
                 raise CurveError("a fraction for head() must be in (0, 1]")
             until = int(round(until * len(self.lrs))) - 1
-        keep = self.steps <= until
-        return self.replace(
-            steps=self.steps[keep],
-            losses=self.losses[keep],
-            windows=None if self.windows is None else self.windows[keep],
-        )
+        return self._points(self.steps <= until)
 
     def tail(self, since: int) -> LossCurve:
         """The curve without its points before step ``since``; the LR array is kept whole.
@@ -187,6 +182,10 @@ class LossCurve:
                 f"curve {self.name!r} has no points at step {int(since)} or later "
                 f"(its last is at step {self.last_step})"
             )
+        return self._points(keep)
+
+    def _points(self, keep: np.ndarray) -> LossCurve:
+        """The curve with only the observed points where ``keep`` is true."""
         return self.replace(
             steps=self.steps[keep],
             losses=self.losses[keep],

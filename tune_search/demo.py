@@ -27,22 +27,16 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local Ray needs no token
 
 import numpy as np  # noqa: E402
 
-from tune_search.space import ScheduleSpace, span  # noqa: E402
+from tune_search.space import DEFAULT_KINDS, ScheduleSpace, span  # noqa: E402
 
-# The demo's candidate space: ~1,100 schedules at one peak LR and horizon.
+# The demo's candidate space: the default one with a finer WSD grid and two-stage schedules,
+# ~1,100 schedules at one peak LR and horizon.
 DEMO_KINDS = {
-    "constant": {},
-    "cosine": {"final_ratio": [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5]},
-    "linear": {"final_ratio": [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5]},
+    **DEFAULT_KINDS,
     "wsd": {
+        **DEFAULT_KINDS["wsd"],
         "decay_fraction": span(0.05, 0.6, 34),
-        "decay_shape": ["linear", "cosine", "1-sqrt", "exponential"],
         "final_ratio": [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5],
-    },
-    "multistep": {
-        "milestones": [[0.5], [0.7], [0.8], [0.9], [0.5, 0.75], [0.6, 0.8], [0.7, 0.9],
-                       [0.8, 0.9], [0.8, 0.95], [0.5, 0.75, 0.9]],
-        "factor": [0.1, 0.2, 0.316, 0.5],
     },
     "two_stage": {"switch_fraction": span(0.5, 0.9, 5), "second_ratio": [0.05, 0.1, 0.2, 0.3]},
 }
