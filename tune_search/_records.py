@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from hf_lrlaw.curves import LossCurve
-from hf_lrlaw.fitting import Fit, fit
+from hf_lrlaw.fitting import ANNEAL_INFORMATIVE, Fit, fit
 from hf_lrlaw.schedules import Schedule, ScheduleError
 
 logger = logging.getLogger("tune_search")
@@ -306,7 +306,7 @@ class CurveBook:
         for rec in self.records.values():
             if rec.final_loss is not None:
                 sched = _schedule(rec.schedule)
-                if sched.lrs()[-1] <= 0.5 * sched.peak_lr:
+                if sched.lrs()[-1] <= (1 - ANNEAL_INFORMATIVE) * sched.peak_lr:
                     return True
         return False
 
