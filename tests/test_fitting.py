@@ -109,6 +109,48 @@ def test_published_split_accuracy(size):
     assert errors["momentum"] < errors["power"] and errors["multipower"] < errors["power"]
 
 
+# The multi-power-law authors' own fit on their split, as their code logged it (fitted
+# parameters L0, A, alpha, B, C, beta, gamma and the PredE of each test curve; the averages are
+# the paper's 0.00110 / 0.00142 / 0.00168). Source: the logs of a run of the authors' released
+# code, github.com/zhangmeiyi/LossCurvePrediction, logs/{25,100,400}.log.
+AUTHORS_FIT = {
+    "25M": ((3.040453820409389, 0.5246875123173533, 0.5078675634668214, 363.7886709061843,
+             2.0656157092263316, 0.5827911697391974, 0.6414239859769336),
+            {"constant_72000": 0.00046889, "cosine_72000": 0.00223946, "wsd_20000_24000": 0.00099858,
+             "wsdld_20000_24000": 0.00091503, "wsdcon_3": 0.00128514, "wsdcon_18": 0.00070544}),
+    "100M": ((2.651448900898631, 0.601150273552286, 0.4529591838324801, 437.9460492391854,
+              2.132457385855736, 0.5978525490131663, 0.6552366681401559),
+             {"constant_72000": 0.00158390, "cosine_72000": 0.00245073, "wsd_20000_24000": 0.00122622,
+              "wsdld_20000_24000": 0.00105642, "wsdcon_3": 0.00180609, "wsdcon_18": 0.00042565}),
+    "400M": ((2.3747394331678198, 0.6542130000542491, 0.4287846814007798, 523.4242676988013,
+              2.0246360463285153, 0.5935054198531599, 0.6347258663109859),
+             {"constant_72000": 0.00145395, "cosine_72000": 0.00202004, "wsd_20000_24000": 0.00164995,
+              "wsdld_20000_24000": 0.00133932, "wsdcon_3": 0.00277693, "wsdcon_18": 0.00083713}),
+}
+
+
+@pytest.mark.parametrize("size", ["25M", "100M", "400M"])
+def test_multipower_reproduces_the_authors_evaluation_and_beats_their_objective(size):
+    """Same law, LR reconstruction and error measure as the authors' code: their fitted
+    parameters give their per-curve errors here. Our fit reaches a lower value of the papers'
+    objective on the training curves than their (early-stopped) parameters."""
+    theta, logged = AUTHORS_FIT[size]
+    law = get_law("multipower")
+    train, test = datasets.multipowerlaw_split(size)
+    for c in test:
+        pred = law.predict(np.array(theta), law.prepare(c.lrs, c.steps))
+        prede = float(np.mean(np.abs(pred - c.losses) / c.losses))
+        assert prede == pytest.approx(logged[c.meta["schedule"]], rel=0.01), c.name
+
+    def objective(th):
+        r = np.concatenate([np.log(law.predict(th, law.prepare(c.lrs, c.steps)) / c.losses) for c in train])
+        a = np.abs(r)
+        return float(np.sum(np.where(a <= 1e-3, 0.5 * r**2, 1e-3 * (a - 5e-4))))
+
+    ours = hf_lrlaw.fit(train, "multipower")
+    assert objective(ours.theta) < 0.6 * objective(np.array(theta))
+
+
 def test_save_load_round_trip(tmp_path):
     train, test = datasets.multipowerlaw_split("100M")
     f = hf_lrlaw.fit(train, "momentum")
