@@ -387,7 +387,7 @@ class Fit:
         """Predicted loss at ``steps`` (default: the last step) of a run with these per-step LRs."""
         law, (lr_arr, st) = self.law_object, _lrs_and_steps(lrs, steps)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            pred = law.predict(self.theta, law.prepare(lr_arr, st))
+            pred = law.predict(self.theta, law.prepare(lr_arr, st)) * self.bias_factor(st)
         return np.where(np.isfinite(pred), pred, np.nan)  # nan: before any training
 
     def predict_interval(
@@ -428,19 +428,32 @@ class Fit:
         bad = ~(np.isfinite(mean) & np.isfinite(low) & np.isfinite(high))
         return tuple(np.where(bad, np.nan, a) for a in (mean, low, high))
 
+    def _reach(self, steps: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        """log((step + 1) / (last fitted step + 1)), zero within the fitted range; calibration."""
+        d = self.discrepancy or {}
+        last = int(d.get("last_step", -1))
+        steps = np.asarray(steps, dtype=np.float64)
+        if last < 0:
+            return np.zeros(steps.shape), {}
+        return np.log(np.maximum((steps + 1.0) / (last + 1.0), 1.0)), d.get("calibration") or {}
+
     def model_error(self, steps: np.ndarray) -> np.ndarray:
         """Relative (log) sd the law itself adds when predicting at ``steps``: zero within the
         observed range, growing with the log of how far past the last fitted step it goes."""
-        d = self.discrepancy or {}
-        kappa = float((d.get("calibration") or {}).get("extrapolation", 0.0))
-        last = int(d.get("last_step", -1))
-        if kappa <= 0 or last < 0:
-            return np.zeros(len(steps))
-        return kappa * np.log(np.maximum((np.asarray(steps) + 1.0) / (last + 1.0), 1.0))
+        reach, cal = self._reach(steps)
+        return max(float(cal.get("extrapolation", 0.0)), 0.0) * reach
+
+    def bias_factor(self, steps: Any) -> np.ndarray:
+        """The law's measured mean miss when extrapolating, undone: ``exp(-bias * reach)``, one
+        within the fitted range. ``bias`` comes with the calibration (see :func:`fit`)."""
+        reach, cal = self._reach(steps)
+        return np.exp(-float(cal.get("bias", 0.0)) * reach)
 
     def _interval_raw(self, law: Law, prep: Any, level: float, steps: np.ndarray):
         theta = self.theta
         pred, jac = law.jacobian(theta, prep)
+        shift = self.bias_factor(steps)
+        pred, jac = pred * shift, jac * shift[:, None]
         jac_x = jac * np.where(self.log_params, theta, 1.0)[None, :]
         var = np.einsum("ij,jk,ik->i", jac_x, self.cov, jac_x)
         z = norm.ppf(0.5 + level / 2)
@@ -456,7 +469,7 @@ class Fit:
             k = [p.name for p in law.params].index(name)
             off = theta.copy()
             off[k] = 0.0
-            no_gain = law.predict(off, prep)
+            no_gain = law.predict(off, prep) * shift
             anneals = np.asarray(law.anneal_signal(prep)) >= ANNEAL_SEEN
             l0_low = self.param_intervals(level)["L0"][0]
             high = np.where(anneals, np.maximum(high, no_gain * np.exp(z * self.scatter)), high)
@@ -644,7 +657,9 @@ def fit(
         calibration: the law's own error when extrapolating past the last fitted step, added
             to prediction intervals: "default" (the prior's calibration, else the one shipped
             with the law's default prior, measured on the public curves), None (none), or
-            ``{"extrapolation": kappa}`` (log-sd per unit of log(step / last fitted step)).
+            ``{"extrapolation": kappa, "bias": b}``: per unit of log(step / last fitted step)
+            past the fitted range, ``kappa`` is the law's log-sd and ``b`` its mean log error,
+            which predictions undo (both measured by bench/build_priors.py on run prefixes).
         n_starts: L-BFGS-B starts, from a variable-projection grid.
         weights: "points" (every point counts once, as in the papers) or "curves" (every curve
             counts the same whatever its number of points).
@@ -707,8 +722,13 @@ def _calibrate(f: Fit, calibration: str | Mapping[str, float] | None) -> Fit:
             return f
     else:
         cal = dict(calibration)
-        if not all(isinstance(v, (int, float)) and v >= 0 for v in cal.values()):
-            raise FitError("calibration values must be non-negative numbers")
+        unknown = set(cal) - {"extrapolation", "bias", "n"}
+        if unknown:
+            raise FitError(f"unknown calibration terms {sorted(unknown)}; known: extrapolation, bias, n")
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in cal.values()):
+            raise FitError("calibration values must be finite numbers")
+        if cal.get("extrapolation", 0.0) < 0:
+            raise FitError("calibration 'extrapolation' must be >= 0")
     f.discrepancy = {
         "calibration": {k: float(v) for k, v in cal.items()},
         "last_step": max(int(c["last_step"]) for c in f.curves),

@@ -177,10 +177,11 @@ def _joint_draws(
     by_len: dict[int, list[int]] = {}
     for i, s in enumerate(scheds):
         by_len.setdefault(s.total_steps, []).append(i)
-    for idx in by_len.values():
+    for total, idx in by_len.items():
         prep = law.prepare_final(np.stack([scheds[i].lrs() for i in idx]))
+        shift = fit.bias_factor(total - 1)
         for j in range(n):
-            out[j, idx] = law.predict(thetas[j], prep)
+            out[j, idx] = law.predict(thetas[j], prep) * shift
     if noise:
         out *= np.exp(rng.normal(0.0, fit.scatter, size=out.shape))
     return out

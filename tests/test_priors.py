@@ -149,3 +149,45 @@ def test_early_in_a_decay_the_prior_sets_the_annealing_gain():
     # With the prior's std left as shipped, these prefixes read a large annealing gain and miss
     # the final loss by 5% on average (0.8% with the rule).
     assert np.mean(errors) < 0.02, errors
+
+
+def test_calibration_bias_shifts_only_extrapolated_predictions(cosine_100m):
+    head = cosine_100m.head(0.5)
+    last = int(head.steps[-1])
+    plain = hf_lrlaw.fit(head, "momentum", calibration=None)
+    shifted = hf_lrlaw.fit(head, "momentum", calibration={"extrapolation": 0.0, "bias": 0.01})
+    steps = np.array([head.steps[0], last, 2 * last + 1, len(cosine_100m.lrs) - 1])
+    ratio = shifted.predict(cosine_100m, steps) / plain.predict(cosine_100m, steps)
+    expected = np.exp(-0.01 * np.log(np.maximum((steps + 1) / (last + 1), 1.0)))
+    np.testing.assert_allclose(ratio, expected, rtol=1e-12)
+    assert ratio[0] == ratio[1] == 1.0 and ratio[2] < 1.0
+    # The interval's centre, the vectorised final loss and the ranking all carry the same shift.
+    mean, low, high = shifted.predict_interval(cosine_100m, steps)
+    np.testing.assert_allclose(mean, shifted.predict(cosine_100m, steps), rtol=1e-12)
+    assert np.all(low < mean) and np.all(mean < high)
+    final = shifted.predict_final([cosine_100m.lrs])[0]
+    assert final[0] == pytest.approx(shifted.predict(cosine_100m)[0], rel=1e-9)
+    with pytest.raises(FitError, match="unknown calibration terms"):
+        hf_lrlaw.fit(head, "momentum", calibration={"drift": 0.1})
+    with pytest.raises(FitError, match="finite"):
+        hf_lrlaw.fit(head, "momentum", calibration={"bias": float("nan")})
+
+
+def test_shipped_bias_improves_early_predictions_on_the_other_data_set():
+    """The bias learned on multipowerlaw prefixes (K-fold) carries over to lr-scheduling runs."""
+    prior = resolve_prior("default:multipowerlaw", get_law("momentum"))
+    assert prior.calibration["bias"] > 0  # the law over-predicts the final loss from a prefix
+    errors = {"bias": [], "no bias": []}
+    for c in datasets.load("lr-scheduling", model="124M")[::4]:
+        head = c.head(0.25)
+        for key, cal in (("bias", "default"), ("no bias", {"extrapolation": prior.calibration["extrapolation"]})):
+            f = hf_lrlaw.fit(head, "momentum", prior=prior, calibration=cal)
+            errors[key].append(abs(f.predict(c)[0] - c.final_loss) / c.final_loss)
+    assert np.mean(errors["bias"]) < 0.85 * np.mean(errors["no bias"])
+
+
+def test_prior_from_an_earlier_fit_keeps_its_spread_but_not_the_shipped_bias(cosine_100m):
+    earlier = hf_lrlaw.fit(cosine_100m, "momentum")
+    assert earlier.discrepancy["calibration"]["bias"] != 0
+    cal = Prior.from_fit(earlier).calibration
+    assert "bias" not in cal and cal["extrapolation"] == earlier.discrepancy["calibration"]["extrapolation"]
