@@ -7,8 +7,9 @@
 3. Learn a prior per law from each data set alone and from both.
 4. Calibrate each prior's model-discrepancy terms by K-fold cross-validation within its source:
    fit the first 25% and 50% of each run with the prior learned on the other folds; the bias is
-   the median log error of the final loss per unit of log extrapolation, and the extrapolation
-   coefficient makes 90% intervals around the bias-corrected predictions cover 90%.
+   the median log error of the final loss per unit of log extrapolation; the extrapolation
+   coefficient is the one that makes 90% intervals around the bias-corrected predictions cover
+   90%, combined with the bias (see calibrate()).
 
 Run: python bench/build_priors.py [--laws momentum multipower] [--subsample 2]
 Writes hf_lrlaw/priors/<law>.json (both sets), <law>.<dataset>.json (one set).
