@@ -9,7 +9,9 @@ by bench/build_priors.py) with its calibration; "none" is the plain maximum-like
 Size transfer: fit the smaller models of a size sweep on their full curves, build a size-aware
 prior (hf_lrlaw.priors.size_prior) and predict the largest model's final loss from its first 25%.
 
-Run: python bench/bench_early.py [--laws momentum multipower] [--subsample N]
+Run: python bench/bench_early.py [--laws momentum multipower] [--subsample N] [--prior-from same]
+(``--prior-from same`` uses the prior learned on the tested set itself: an unfair advantage, which
+bounds what a better prior could give.)
 """
 
 from __future__ import annotations
@@ -32,14 +34,14 @@ from hf_lrlaw.priors import size_prior  # noqa: E402
 OTHER = {"multipowerlaw": "lr-scheduling", "lr-scheduling": "multipowerlaw"}
 
 
-def early(law: str, test_set: str, frac: float, use_prior: bool, subsample: int):
+def early(law: str, test_set: str, frac: float, use_prior: bool, subsample: int, source: str):
     curves = datasets.load(test_set)[::subsample]
     errs, inside, failed = [], [], 0
     for c in curves:
         head = c.head(frac)
         try:
             if use_prior:
-                f = hf_lrlaw.fit(head, law, prior=f"default:{OTHER[test_set]}")
+                f = hf_lrlaw.fit(head, law, prior=f"default:{source}")
             else:
                 f = hf_lrlaw.fit(head, law, calibration=None)
         except FitError:
@@ -96,6 +98,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--laws", nargs="+", default=["momentum", "multipower"])
     ap.add_argument("--subsample", type=int, default=1, help="use every n-th lr-scheduling run")
+    ap.add_argument("--prior-from", choices=("other", "same"), default="other",
+                    help="learn the prior on the other data set (default) or on the tested one")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     print(f"# bench_early — {machine()}")
@@ -106,8 +110,9 @@ def main() -> None:
             for frac in (0.25, 0.5):
                 for use_prior in (True, False):
                     t0 = time.perf_counter()
-                    e, inside, failed, n = early(law, test_set, frac, use_prior, sub)
-                    row = (law, f"{OTHER[test_set]} -> {test_set}" if use_prior else f"none -> {test_set}",
+                    source = OTHER[test_set] if args.prior_from == "other" else test_set
+                    e, inside, failed, n = early(law, test_set, frac, use_prior, sub, source)
+                    row = (law, f"{source} -> {test_set}" if use_prior else f"none -> {test_set}",
                            f"{frac:.0%}", f"{len(e)}/{n}", f"{e.mean():.2%}", f"{e.max():.2%}",
                            f"{inside.mean():.0%}")
                     rows.append(row)

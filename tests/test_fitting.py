@@ -142,13 +142,11 @@ def test_multipower_reproduces_the_authors_evaluation_and_beats_their_objective(
         prede = float(np.mean(np.abs(pred - c.losses) / c.losses))
         assert prede == pytest.approx(logged[c.meta["schedule"]], rel=0.01), c.name
 
-    def objective(th):
-        r = np.concatenate([np.log(law.predict(th, law.prepare(c.lrs, c.steps)) / c.losses) for c in train])
-        a = np.abs(r)
-        return float(np.sum(np.where(a <= 1e-3, 0.5 * r**2, 1e-3 * (a - 5e-4))))
-
+    data = [_prepare(law, c) for c in train]
+    space = _Space(law.params, min(float(c.losses.min()) for c in train))
+    objective = _Objective(law, data, space, 1e-3, [np.ones(len(d.y)) for d in data])
     ours = hf_lrlaw.fit(train, "multipower")
-    assert objective(ours.theta) < 0.6 * objective(np.array(theta))
+    assert objective(space.to_x(ours.theta))[0] < 0.6 * objective(space.to_x(np.array(theta)))[0]
 
 
 def test_save_load_round_trip(tmp_path):
