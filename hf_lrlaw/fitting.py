@@ -108,11 +108,16 @@ def _as_curves(curves: LossCurve | Iterable[LossCurve]) -> list[LossCurve]:
 class _Space:
     """Natural parameters <-> search space (log for positive scale parameters)."""
 
-    def __init__(self, params: Sequence[Param], loss_floor: float):
+    def __init__(self, params: Sequence[Param], loss_floor: float, loss_ceiling: float | None = None):
         self.params = tuple(params)
         self.is_log = np.array([p.log for p in params])
         lower = np.array([p.lower for p in params], dtype=float)
-        upper = np.array([loss_floor * (1 - 1e-9) if p.upper is None else p.upper for p in params])
+        ceiling = loss_floor if loss_ceiling is None else loss_ceiling
+        upper = np.array([
+            p.upper if p.upper is not None
+            else ceiling if p.above_min_loss else loss_floor * (1 - 1e-9)
+            for p in params
+        ])
         self.lower, self.upper = lower, upper
         self.x_lower = np.where(self.is_log, np.log(np.maximum(lower, 1e-300)), lower)
         self.x_upper = np.where(self.is_log, np.log(upper), upper)
@@ -779,8 +784,9 @@ def _fit_one(
     else:
         mean_n = n_points / len(data)
         point_w = [np.full(len(d.y), mean_n / len(d.y)) for d in data]
-    floor = min(float(d.y.min()) for d in data)
-    space = _Space(law.params, floor)
+    space = _Space(
+        law.params, min(float(d.y.min()) for d in data), max(float(d.y.max()) for d in data)
+    )
     context = RunContext.of_curves(used)
     anneal_seen = max(float(np.max(law.anneal_signal(d.prep))) for d in data)
     if prior is not None and anneal_seen < ANNEAL_INFORMATIVE:

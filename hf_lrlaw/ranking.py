@@ -162,8 +162,10 @@ def _joint_draws(
     rng = np.random.default_rng(seed)
     law = fit.law_object
     x = np.where(fit.log_params, np.log(np.maximum(fit.theta, 1e-300)), fit.theta)
-    cov = 0.5 * (fit.cov + fit.cov.T) + 1e-18 * np.eye(len(x))
-    xs = rng.multivariate_normal(x, cov, size=n, method="eigh")
+    # Rounding can leave the Laplace covariance with tiny negative eigenvalues: clip them.
+    w, v = np.linalg.eigh(0.5 * (fit.cov + fit.cov.T))
+    cov = (v * np.maximum(w, 0.0)) @ v.T
+    xs = rng.multivariate_normal(x, cov, size=n, method="eigh", check_valid="ignore")
     lo = np.array([b[0] for b in fit.bounds])
     hi = np.array([b[1] for b in fit.bounds])
     thetas = np.clip(np.where(fit.log_params, np.exp(np.clip(xs, -700, 700)), xs), lo, hi)

@@ -19,7 +19,9 @@ class LawError(ValueError):
 class Param:
     """One law parameter: its name, natural-space bounds, and whether it is searched in log space.
 
-    ``upper=None`` on L0 means "the smallest observed loss", which the fitter fills in.
+    ``upper=None`` on L0 means a bound the fitter takes from the data: the smallest observed
+    loss, or, with ``above_min_loss``, the largest. A law that subtracts an annealing gain
+    reaches below L0 once the LR decays, so its L0 can lie above every loss of an annealed run.
     """
 
     name: str
@@ -27,6 +29,7 @@ class Param:
     upper: float | None
     log: bool = True
     doc: str = ""
+    above_min_loss: bool = False
 
 
 Prepared = Any

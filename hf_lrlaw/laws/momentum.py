@@ -43,7 +43,7 @@ class MomentumLaw:
 
     name = "momentum"
     params = (
-        Param("L0", 0.0, None, log=False, doc="irreducible loss"),
+        Param("L0", 0.0, None, log=False, doc="irreducible loss", above_min_loss=True),
         Param("A", 1e-8, 1e8, doc="scale of the power-law term"),
         Param("alpha", 1e-3, 5.0, doc="power-law exponent in S1"),
         Param("C", 1e-12, 1e12, doc="loss drop per unit of annealing area S2"),
@@ -90,9 +90,9 @@ class MomentumLaw:
     def initial_guesses(
         self, preps: Sequence[_Prep], losses: Sequence[np.ndarray], n: int
     ) -> np.ndarray:
-        floor = min(float(y.min()) for y in losses)
+        ceiling = max(float(y.max()) for y in losses)  # L0's bound, see Param.above_min_loss
         lower = np.array([0.0, 0.0, 0.0])
-        upper = np.array([floor * (1 - 1e-6), np.inf, np.inf])
+        upper = np.array([ceiling, np.inf, np.inf])
         found = []
         for alpha in np.geomspace(0.05, 2.0, 16):
             bases = [np.column_stack([np.ones_like(p.s1), p.s1 ** (-alpha), -p.s2]) for p in preps]

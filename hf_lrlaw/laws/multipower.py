@@ -45,7 +45,7 @@ class MultiPowerLaw:
 
     name = "multipower"
     params = (
-        Param("L0", 0.0, None, log=False, doc="irreducible loss"),
+        Param("L0", 0.0, None, log=False, doc="irreducible loss", above_min_loss=True),
         Param("A", 1e-8, 1e8, doc="scale of the power-law term"),
         Param("alpha", 1e-3, 5.0, doc="power-law exponent in S1"),
         Param("B", 1e-6, 1e12, doc="scale of the loss drop"),
@@ -134,8 +134,8 @@ class MultiPowerLaw:
     def initial_guesses(
         self, preps: Sequence[_Prep], losses: Sequence[np.ndarray], n: int
     ) -> np.ndarray:
-        floor = min(float(y.min()) for y in losses)
-        lower, upper = np.zeros(3), np.array([floor * (1 - 1e-6), np.inf, np.inf])
+        ceiling = max(float(y.max()) for y in losses)  # L0's bound, see Param.above_min_loss
+        lower, upper = np.zeros(3), np.array([ceiling, np.inf, np.inf])
         found = []
         for c in (0.5, 2.0, 8.0):
             for beta in (0.3, 0.6):
