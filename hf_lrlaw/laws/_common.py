@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.optimize import lsq_linear
 
-from hf_lrlaw.laws.areas import lr_area, with_warmup_at_peak
+from hf_lrlaw.laws.areas import TOP_RTOL, lr_area, with_warmup_at_peak
 
 WARMUP_MODES = ("peak", "actual", "include")
 
@@ -22,7 +22,7 @@ def warmup_end_rows(lrs: np.ndarray) -> np.ndarray:
     n, t = lrs.shape
     if t < 2:
         return np.zeros(n, dtype=np.int64)
-    first_max = np.argmax(lrs, axis=1)
+    first_max = np.argmax(lrs >= lrs.max(axis=1, keepdims=True) * (1.0 - TOP_RTOL), axis=1)
     head = lrs[:, : int(first_max.max()) + 1]
     rising = np.diff(head, axis=1) >= 0
     before = np.arange(head.shape[1] - 1)[None, :] < first_max[:, None]
@@ -42,7 +42,7 @@ def _warmup_end_rows_scan(lrs: np.ndarray) -> np.ndarray:
     rise_end = np.where(fall.any(axis=1), np.argmax(fall, axis=1) + 1, t)
     in_rise = np.arange(t)[None, :] < rise_end[:, None]
     top = np.max(np.where(in_rise, lrs, -np.inf), axis=1)
-    return np.argmax((lrs >= top[:, None]) & in_rise, axis=1)
+    return np.argmax((lrs >= top[:, None] * (1.0 - TOP_RTOL)) & in_rise, axis=1)
 
 
 def warmup_peak_rows(lrs: np.ndarray) -> np.ndarray:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import lfilter
 
+TOP_RTOL = 1e-6  # relative distance from the top LR that still counts as the top
+
 __all__ = [
     "warmup_end",
     "with_warmup_at_peak",
@@ -23,10 +25,11 @@ __all__ = [
 
 
 def warmup_end(lrs: np.ndarray) -> int:
-    """Number of leading warmup steps: the rising prefix before the LR first reaches its top.
+    """Number of leading warmup steps: the rise before the LR first reaches its top.
 
     The warmup is the prefix over which the LR is non-decreasing and below the LR it first
-    plateaus or peaks at; for a run with no warmup it is 0.
+    plateaus or peaks at; for a run with no warmup it is 0. LRs within ``TOP_RTOL`` of the top
+    count as at the top: interpolated or logged LRs wobble in the last bits along a plateau.
     """
     lrs = np.asarray(lrs, dtype=np.float64)
     if len(lrs) < 2:
@@ -34,7 +37,7 @@ def warmup_end(lrs: np.ndarray) -> int:
     falls = np.flatnonzero(np.diff(lrs) < 0)
     rise_end = int(falls[0]) + 1 if len(falls) else len(lrs)  # first index after the rise
     top = lrs[:rise_end].max()
-    reached = np.flatnonzero(lrs[:rise_end] >= top)
+    reached = np.flatnonzero(lrs[:rise_end] >= top * (1.0 - TOP_RTOL))
     return int(reached[0])
 
 
