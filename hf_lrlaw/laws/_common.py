@@ -22,8 +22,10 @@ def warmup_end_rows(lrs: np.ndarray) -> np.ndarray:
     n, t = lrs.shape
     if t < 2:
         return np.zeros(n, dtype=np.int64)
-    first_max = np.argmax(lrs >= lrs.max(axis=1, keepdims=True) * (1.0 - TOP_RTOL), axis=1)
+    first_max = np.argmax(lrs, axis=1)
     head = lrs[:, : int(first_max.max()) + 1]
+    top = lrs[np.arange(n), first_max][:, None]
+    first_max = np.argmax(head >= top * (1.0 - TOP_RTOL), axis=1)
     rising = np.diff(head, axis=1) >= 0
     before = np.arange(head.shape[1] - 1)[None, :] < first_max[:, None]
     ok = np.all(rising | ~before, axis=1)
