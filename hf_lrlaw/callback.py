@@ -385,8 +385,9 @@ class LRLawCallback(TrainerCallback, ExportableState):
 
     What to expect: with the train loss (noisy: about 0.03 nats per step on small models, less
     per logging window) the interval is wide early and while no LR decay has been seen the
-    annealing gain is not identified (``lrlaw/annealing_identified`` = 0): the interval then
-    spans everything from no gain down to the irreducible loss. Spikes do not drag the robust
+    annealing gain is not identified (``lrlaw/annealing_identified`` = 0): without a prior the
+    interval then spans everything from no gain to the largest gain measured on public runs
+    (below the irreducible loss L0). Spikes do not drag the robust
     (Huber) fit. Evaluation losses give cleaner fits when they are frequent enough.
 
     Args:
@@ -417,8 +418,9 @@ class LRLawCallback(TrainerCallback, ExportableState):
             probability `stop_confidence`, that the final loss will be above this value. The
             decision is taken at each fit boundary from the fit made at the previous boundary
             (rank 0 waits for it if it is still running) and broadcast, so every process stops
-            at the same step. While the annealing gain is not identified the interval reaches
-            down to the irreducible loss: a stop then waits until the LR decay has been seen.
+            at the same step. While the annealing gain is not identified (and no prior is used)
+            the interval reaches below the irreducible loss: a stop then waits until the LR
+            decay has been seen.
         stop_confidence (`float`, *optional*, defaults to 0.95):
             One-sided probability needed to stop (0.95: the lower end of a 90% interval is above
             the threshold).

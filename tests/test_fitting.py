@@ -215,6 +215,20 @@ def test_constant_prefix_does_not_claim_an_annealing_coefficient():
     assert (high[0] - low[0]) > 5 * (c_high[0] - c_low[0])
 
 
+def test_unknown_annealing_gain_interval_reaches_below_l0():
+    """Without a prior, a constant-LR prefix says nothing of the annealing gain, which takes a
+    run decayed to zero below L0: the public 124M run at peak 3e-3, decayed to zero, ends 9% below
+    the L0 of its own fit. Its interval, predicted from the constant run's first half, covers it."""
+    runs = datasets.load("lr-scheduling", model="124M")
+    const = next(c for c in runs if c.name.startswith("124M slimpajama constant lr0.003 T50000"))
+    decayed = next(c for c in runs if c.name.startswith("124M slimpajama cosine-to-0 lr0.003 T50000"))
+    f = hf_lrlaw.fit(const.head(0.5), "momentum", calibration=None)
+    assert not f.annealing_identified
+    mean, low, high = f.predict_interval(decayed.lrs, [decayed.last_step])
+    assert low[0] <= decayed.final_loss <= high[0]
+    assert low[0] < f.param_intervals()["L0"][0]
+
+
 def test_fewer_data_give_wider_intervals():
     cos = datasets.load("multipowerlaw", model="25M", schedule="cosine_24000")[0]
     target = Schedule.wsd(3e-4, 24000, warmup_steps=2160, decay_fraction=0.2)
