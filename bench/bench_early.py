@@ -12,6 +12,11 @@ prior (hf_lrlaw.priors.size_prior) and predict the largest model's final loss fr
 Run: python bench/bench_early.py [--laws momentum multipower] [--subsample N] [--prior-from same]
 (``--prior-from same`` uses the prior learned on the tested set itself: an unfair advantage, which
 bounds what a better prior could give.)
+
+Other law options (experiments): priors are learned at the law's options, so build matching
+ones first, e.g. for the momentum law at lambda 0.998:
+  python bench/build_priors.py --laws momentum --option lam=0.998 --out /tmp/p998 --cache /tmp/c998
+  python bench/bench_early.py --laws momentum --option lam=0.998 --priors /tmp/p998
 """
 
 from __future__ import annotations
@@ -25,25 +30,35 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, table  # noqa: E402
+from common import law_options, machine, table  # noqa: E402
 
 import hf_lrlaw  # noqa: E402
 from hf_lrlaw import FitError, datasets  # noqa: E402
-from hf_lrlaw.priors import size_prior  # noqa: E402
+from hf_lrlaw.priors import Prior, size_prior  # noqa: E402
 
 OTHER = {"multipowerlaw": "lr-scheduling", "lr-scheduling": "multipowerlaw"}
 
 
-def early(law: str, test_set: str, frac: float, use_prior: bool, subsample: int, source: str):
+def prior_for(law: str, source: str, priors: Path | None):
+    """The shipped prior learned on ``source`` ("both" = the law's default), or the one in
+    ``priors`` (a build_priors.py --out folder)."""
+    if priors is None:
+        return "default" if source == "both" else f"default:{source}"
+    return Prior.load(priors / (f"{law}.json" if source == "both" else f"{law}.{source}.json"))
+
+
+def early(law: str, test_set: str, frac: float, use_prior: bool, subsample: int, source: str,
+          opts: dict, priors: Path | None):
     curves = datasets.load(test_set)[::subsample]
     errs, inside, failed = [], [], 0
+    prior = prior_for(law, source, priors) if use_prior else None
     for c in curves:
         head = c.head(frac)
         try:
             if use_prior:
-                f = hf_lrlaw.fit(head, law, prior=f"default:{source}")
+                f = hf_lrlaw.fit(head, law, law_options=opts, prior=prior)
             else:
-                f = hf_lrlaw.fit(head, law, calibration=None)
+                f = hf_lrlaw.fit(head, law, law_options=opts, calibration=None)
         except FitError:
             failed += 1
             continue
@@ -68,13 +83,14 @@ def sweep_curves(ds: str, size: str):
     return datasets.load(ds, model=size, dataset="slimpajama")
 
 
-def size_transfer(law: str, ds: str):
+def size_transfer(law: str, ds: str, opts: dict, priors: Path | None):
     sizes = SWEEPS[ds]
     small, big = sizes[:-1], sizes[-1]
+    calibration = "default" if priors is None else dict(prior_for(law, "both", priors).calibration or {})
     fits, params = [], []
     for s in small:
         cs = sweep_curves(ds, s)
-        fits.append(hf_lrlaw.fit(cs, law))
+        fits.append(hf_lrlaw.fit(cs, law, law_options=opts, calibration=calibration))
         params.append(float(cs[0].meta.get("params") or SIZE_PARAMS[s]))
     target = sweep_curves(ds, big)
     n_big = float(target[0].meta.get("params") or SIZE_PARAMS[big])
@@ -87,7 +103,8 @@ def size_transfer(law: str, ds: str):
         y = c.losses[-1]
         out = [c.name]
         for p in (prior, None):
-            f = hf_lrlaw.fit(head, law, prior=p, calibration="default" if p is not None else None)
+            f = hf_lrlaw.fit(head, law, law_options=opts, prior=p,
+                             calibration="default" if p is not None else None)
             m, lo, hi = f.predict_interval(c.lrs, [c.steps[-1]])
             out.append((abs(m[0] - y) / y, bool(lo[0] <= y <= hi[0])))
         rows.append(out)
@@ -100,7 +117,12 @@ def main() -> None:
     ap.add_argument("--subsample", type=int, default=1, help="use every n-th lr-scheduling run")
     ap.add_argument("--prior-from", choices=("other", "same"), default="other",
                     help="learn the prior on the other data set (default) or on the tested one")
+    ap.add_argument("--option", action="append", default=[], metavar="K=V",
+                    help="law option for every fit, e.g. lam=0.998 (needs --priors made with it)")
+    ap.add_argument("--priors", type=Path, default=None,
+                    help="folder of priors from build_priors.py --out (default: the shipped ones)")
     args = ap.parse_args()
+    opts = law_options(args.option)
     warnings.simplefilter("ignore")
     print(f"# bench_early — {machine()}")
     rows = []
@@ -111,7 +133,8 @@ def main() -> None:
                 for use_prior in (True, False):
                     t0 = time.perf_counter()
                     source = OTHER[test_set] if args.prior_from == "other" else test_set
-                    e, inside, failed, n = early(law, test_set, frac, use_prior, sub, source)
+                    e, inside, failed, n = early(law, test_set, frac, use_prior, sub, source,
+                                                 opts, args.priors)
                     row = (law, f"{source} -> {test_set}" if use_prior else f"none -> {test_set}",
                            f"{frac:.0%}", f"{len(e)}/{n}", f"{e.mean():.2%}", f"{e.max():.2%}",
                            f"{inside.mean():.0%}")
@@ -124,7 +147,7 @@ def main() -> None:
     srows = []
     for law in args.laws:
         for ds in ("multipowerlaw", "lr-scheduling"):
-            res = size_transfer(law, ds)
+            res = size_transfer(law, ds, opts, args.priors)
             with_p = np.array([r[1][0] for r in res])
             without = np.array([r[2][0] for r in res])
             cov = np.mean([r[1][1] for r in res])

@@ -30,7 +30,7 @@ from scipy.optimize import brentq
 from scipy.stats import norm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import law_options, machine  # noqa: E402
 
 import hf_lrlaw  # noqa: E402
 from hf_lrlaw import FitError, datasets  # noqa: E402
@@ -153,8 +153,7 @@ def main() -> None:
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     print(f"# build_priors — {machine()}")
-    opts = {k: (float(v) if v.replace(".", "", 1).replace("e-", "", 1).isdigit() else v)
-            for k, v in (o.split("=", 1) for o in args.option)}
+    opts = law_options(args.option)
     for law in args.laws:
         t0 = time.perf_counter()
         rows = per_run_fits(law, args.cache, opts)

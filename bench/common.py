@@ -54,6 +54,20 @@ def sweep_split(size: str) -> tuple[list[LossCurve], list[LossCurve]]:
     return fit_on, held
 
 
+def law_options(pairs: Iterable[str]) -> dict[str, float | str]:
+    """``["lam=0.998", "warmup=actual"]`` -> ``{"lam": 0.998, "warmup": "actual"}`` (--option)."""
+    out: dict[str, float | str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--option takes KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
 def table(rows: Iterable[Iterable[object]], header: Iterable[str]) -> str:
     header = list(header)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
