@@ -112,14 +112,13 @@ def _as_curves(curves: LossCurve | Iterable[LossCurve]) -> list[LossCurve]:
 class _Space:
     """Natural parameters <-> search space (log for positive scale parameters)."""
 
-    def __init__(self, params: Sequence[Param], loss_floor: float, loss_ceiling: float | None = None):
+    def __init__(self, params: Sequence[Param], loss_floor: float, loss_ceiling: float):
         self.params = tuple(params)
         self.is_log = np.array([p.log for p in params])
         lower = np.array([p.lower for p in params], dtype=float)
-        ceiling = loss_floor if loss_ceiling is None else loss_ceiling
         upper = np.array([
             p.upper if p.upper is not None
-            else ceiling if p.above_min_loss else loss_floor * (1 - 1e-9)
+            else loss_ceiling if p.above_min_loss else loss_floor * (1 - 1e-9)
             for p in params
         ])
         self.lower, self.upper = lower, upper
