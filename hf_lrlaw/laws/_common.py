@@ -25,13 +25,13 @@ def warmup_end_rows(lrs: np.ndarray) -> np.ndarray:
     first_max = np.argmax(lrs, axis=1)
     head = lrs[:, : int(first_max.max()) + 1]
     top = lrs[np.arange(n), first_max][:, None]
-    first_max = np.argmax(head >= top * (1.0 - TOP_RTOL), axis=1)
+    first_top = np.argmax(head >= top * (1.0 - TOP_RTOL), axis=1)
     rising = np.diff(head, axis=1) >= 0
-    before = np.arange(head.shape[1] - 1)[None, :] < first_max[:, None]
+    before = np.arange(head.shape[1] - 1)[None, :] < first_top[:, None]
     ok = np.all(rising | ~before, axis=1)
     if np.all(ok):
-        return first_max
-    out = first_max.copy()
+        return first_top
+    out = first_top.copy()
     out[~ok] = _warmup_end_rows_scan(lrs[~ok])
     return out
 
