@@ -6,8 +6,9 @@ of the nominal 90% interval (fraction of runs whose final loss falls inside). "p
 shipped prior learned on the *other* data set only (hf_lrlaw/priors/<law>.<set>.json, rebuilt
 by bench/build_priors.py) with its calibration; "none" is the plain maximum-likelihood fit.
 
-Size transfer: fit the smaller models of a size sweep on their full curves, build a size-aware
-prior (hf_lrlaw.priors.size_prior) and predict the largest model's final loss from its first 25%.
+Size transfer: fit the smaller models of a size sweep on their full curves (one fit per size and
+peak LR), build a size-aware prior (hf_lrlaw.priors.size_prior) and predict the largest model's
+final loss from its first 25%.
 
 Run: python bench/bench_early.py [--laws momentum multipower] [--subsample N] [--prior-from same]
 (``--prior-from same`` uses the prior learned on the tested set itself: an unfair advantage, which
@@ -90,8 +91,10 @@ def size_transfer(law: str, ds: str, opts: dict, priors: Path | None):
     fits, params = [], []
     for s in small:
         cs = sweep_curves(ds, s)
-        fits.append(hf_lrlaw.fit(cs, law, law_options=opts, calibration=calibration))
-        params.append(float(cs[0].meta.get("params") or SIZE_PARAMS[s]))
+        for peak in sorted({c.meta["peak_lr"] for c in cs}):  # one fit per (size, peak LR)
+            runs = [c for c in cs if c.meta["peak_lr"] == peak]
+            fits.append(hf_lrlaw.fit(runs, law, law_options=opts, calibration=calibration))
+            params.append(float(cs[0].meta.get("params") or SIZE_PARAMS[s]))
     target = sweep_curves(ds, big)
     n_big = float(target[0].meta.get("params") or SIZE_PARAMS[big])
     prior = size_prior(fits, params, n_big)

@@ -8,6 +8,8 @@
     lrlaw rank fit.json --space "wsd:peak_lr=3e-4;total_steps=24000;decay_fraction=0.1,0.2"
     lrlaw plot fit.json dataset:multipowerlaw:model=25M -o fit.png
     lrlaw evaluate fit.json dataset:multipowerlaw:model=25M,split=test
+    lrlaw fit run.csv --until 0.25 --law momentum --prior default -o early.json
+    lrlaw prior small.json mid.json --sizes 25M,100M --target 400M -o prior.json
     lrlaw datasets
 
 Every user error (a missing file, a malformed schedule, an unknown law, a fit that fails, an
@@ -493,15 +495,28 @@ def _json_ready(value: Any) -> Any:
 # =================================================================================================
 
 
+def _prior_spec(text: str | None) -> str | None:
+    """--prior: none, default, default:DATASET, or a prior / Fit / record JSON file."""
+    if text is None or text.lower() == "none":
+        return None
+    if text == "default" or text.startswith("default:"):
+        return text
+    if not Path(text).is_file():
+        raise UsageError(f"--prior {text}: no such file (give none, default, default:DATASET, "
+                         "or a prior, fit or record JSON)")  # fmt: skip
+    return text
+
+
 def _fit_from_args(args: argparse.Namespace, curves: list[LossCurve]) -> Fit:
     until = _until(args.until)
+    prior = _prior_spec(args.prior)
     if until is not None:
         curves = [c.head(until) for c in curves]
     options = _law_options(args.option)
     if args.law == "auto" and options:
         raise UsageError("--option needs a named law (--law momentum|multipower|power)")
-    return fit_law(curves, law=args.law, law_options=options or None, n_starts=args.n_starts,
-                   weights=args.weights)  # fmt: skip
+    return fit_law(curves, law=args.law, law_options=options or None, prior=prior,
+                   n_starts=args.n_starts, weights=args.weights)  # fmt: skip
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -511,6 +526,46 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(result.summary())
     if out is not None:
         result.save(out)
+        print(f"wrote {out}")
+    return 0
+
+
+_SIZE_UNITS = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
+
+
+def parse_size(text: str, where: str = "--sizes") -> float:
+    """A parameter count: ``360e6``, ``360M``, ``1.3B``, ``125k``."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbgt]?)\s*", text, re.IGNORECASE)
+    value = float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()] if m else 0.0
+    if value <= 0:
+        raise UsageError(f"{where} {text!r}: expected a positive parameter count, e.g. 125M, "
+                         "1.3B or 360e6")  # fmt: skip
+    return value
+
+
+def cmd_prior(args: argparse.Namespace) -> int:
+    from hf_lrlaw.priors import Prior, size_prior
+
+    out = _check_out(args.output, (".json",), "-o")
+    if (args.sizes is None) != (args.target is None):
+        raise UsageError("--sizes and --target go together (a size sweep's prior)")
+    fits = [_load_fit(p) for p in args.fits]
+    if args.sizes is None:
+        if len(fits) != 1:
+            raise UsageError(f"{len(fits)} fits given: a prior from several fits needs their "
+                             "--sizes and the --target size")  # fmt: skip
+        prior = Prior.from_fit(fits[0])
+    else:
+        sizes = [parse_size(t) for t in args.sizes.split(",") if t.strip()]
+        if len(sizes) != len(fits):
+            raise UsageError(f"--sizes: {len(sizes)} size(s) for {len(fits)} fit(s); give one "
+                             "per fit, in order")  # fmt: skip
+        prior = size_prior(fits, sizes, parse_size(args.target, "--target"))
+    rows = [(n, f"{m:.4f}", f"{sd:.4f}") for n, m, sd in zip(prior.names, prior.mean, prior.std)]
+    print(f"{prior.law} prior from {prior.source}")
+    print(_table(rows, ("feature", "mean", "std")))
+    if out is not None:
+        prior.save(out)
         print(f"wrote {out}")
     return 0
 
@@ -623,8 +678,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise UsageError(f"--label: {len(args.label)} given for {len(schedules)} schedule(s)")
     curves = load_curves(inputs)
     if fit_path is not None:
-        if args.law != "auto" or args.option or args.until is not None:
-            raise UsageError("--law, --option and --until fit on the fly; not with a saved fit")
+        if args.law != "auto" or args.option or args.until is not None or args.prior:
+            raise UsageError("--law, --option, --until and --prior fit on the fly; not with a "
+                             "saved fit")  # fmt: skip
         fit = _load_fit(fit_path)
     else:
         if not curves:
@@ -772,6 +828,10 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-starts", type=_positive_int, default=4, help="L-BFGS-B starts (default 4)")
     p.add_argument("--weights", choices=["points", "curves"], default="points",
                    help="every point counts once (default) or every curve counts the same")  # fmt: skip
+    p.add_argument("--prior", metavar="SPEC",
+                   help="none (default); default (learned on the bundled public curves: use it "
+                   "for the first part of a run); default:DATASET; or a prior JSON (lrlaw "
+                   "prior), a saved fit or a callback record of an earlier run")  # fmt: skip
 
 
 def _add_schedule_inputs(p: argparse.ArgumentParser, *, space: bool) -> None:
@@ -812,6 +872,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_fit_options(p)
     p.add_argument("-o", "--output", metavar="FIT.json", help="where to save the fit")
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("prior", help="a prior from earlier fits (a previous run, a size sweep)",
+                       description=_wrap("Make a prior for 'lrlaw fit --prior' from saved fits: "
+                       "from one fit of an earlier run of the same recipe, or, with --sizes and "
+                       "--target, from full fits of smaller models (one fit per model size and "
+                       "peak LR; each transfer feature is regressed on log size and read off at "
+                       "the target size)."), formatter_class=fmt)  # fmt: skip
+    p.add_argument("fits", nargs="+", metavar="FIT.json", help="saved fits or callback records")
+    p.add_argument("--sizes", metavar="N,N,...", help="each fit's model size, in order (125M, 1.3B)")
+    p.add_argument("--target", metavar="N", help="the model size the prior is for")
+    p.add_argument("-o", "--output", metavar="PRIOR.json", help="where to save the prior")
+    p.set_defaults(func=cmd_prior)
 
     p = sub.add_parser("predict", help="predict the loss of schedules from a saved fit",
                        description=_wrap("The predicted final loss (or the loss at --steps) of each "

@@ -501,6 +501,11 @@ class Fit:
             lines.append(f"  {name:>6} = {self.params[name]:.6g}  [{lo:.4g}, {hi:.4g}]{flag}")
         if self.selection:
             lines.append(f"  chosen by: {self.selection.get('reason', '')}")
+        if self.prior:
+            moved = ", ".join(f"{name} {v['shift_in_prior_sd']:+.1f}"
+                              for name, v in self.prior.get("features", {}).items())  # fmt: skip
+            lines.append(f"  prior: {self.prior.get('source', '')}; the data moved it by "
+                         f"(prior sds) {moved}")  # fmt: skip
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 

@@ -171,6 +171,13 @@ class Prior:
         )
         if ctx.peak_lr <= 0 or ctx.horizon <= 0:
             raise PriorError("the Fit does not record the peak LR and horizon of its curves")
+        peaks = sorted({float(c.get("peak_lr", 0.0)) for c in fit.curves})
+        if peaks[-1] > peaks[0] * (1 + 1e-6):
+            raise PriorError(
+                f"a Fit of runs at peak LRs {sorted({float(f'{v:.4g}') for v in peaks})} has "
+                "no single value of the transfer features (they are relative to the peak LR): "
+                "as a prior, use a Fit of the runs at one peak LR (fit each peak LR separately)"
+            )
         theta = fit.theta
         phi = law.transfer_features(theta, ctx.peak_lr, ctx.horizon)
         jac = _feature_jacobian(law, theta, ctx) * np.where(fit.log_params, theta, 1.0)[None, :]
@@ -201,9 +208,12 @@ def size_prior(
 ) -> Prior:
     """A prior for a model of ``target_size`` parameters from full fits of smaller models.
 
-    Each transfer feature is regressed on ``log(size)`` across the fits (a line through two or
-    more sizes; the mean for one) and read off at the target size. Its std combines the fits'
-    own uncertainty, the scatter around the line, the line's extrapolation error and ``widen``.
+    Give one Fit per (size, peak LR): the features are relative to a fit's peak LR, so a fit of
+    runs at several peak LRs has no single value of them (refused). Several fits per size are
+    welcome; their spread enters the std. Each transfer feature is regressed on ``log(size)``,
+    weighting each fit by its precision on it (a line through two or more sizes; the mean for
+    one), and read off at the target size. Its std combines the fits' own uncertainty, the
+    precision-weighted scatter around the line, the line's extrapolation error and ``widen``.
     """
     if len(fits) != len(sizes) or not fits:
         raise PriorError("size_prior needs one size per fit, and at least one fit")
@@ -217,17 +227,21 @@ def size_prior(
     own = np.array([p.std for p in priors])
     mean, std = [], []
     for j in range(phi.shape[1]):
-        if len(fits) == 1 or np.ptp(x) == 0:
-            mean.append(float(phi[:, j].mean()))
-            std.append(float(np.sqrt(np.mean(own[:, j] ** 2) + phi[:, j].var() + widen**2)))
-            continue
         w = 1.0 / np.maximum(own[:, j], 1e-3) ** 2
+        if np.ptp(x) == 0:  # one size: the precision-weighted mean
+            m = float(w @ phi[:, j] / w.sum())
+            spread2 = float(w @ (phi[:, j] - m) ** 2 / w.sum())
+            mean.append(m)
+            std.append(float(np.sqrt(float(len(w) / w.sum()) + spread2 + widen**2)))
+            continue
         design = np.column_stack([np.ones_like(x), x - x.mean()])
         cov = np.linalg.inv(design.T @ (design * w[:, None]))
         coef = cov @ design.T @ (w * phi[:, j])
         resid = phi[:, j] - design @ coef
         dof = max(len(x) - 2, 1)
-        scatter2 = float(resid @ resid) / dof if len(x) > 2 else 0.0
+        # Weighted like the line: a fit that cannot tell a feature (a constant run's annealing
+        # gain, a diverged run) must not swamp the scatter of those that can.
+        scatter2 = float(w @ resid**2) / float(w.sum()) * len(x) / dof if len(x) > 2 else 0.0
         at = np.array([1.0, x0 - x.mean()])
         line_var = float(at @ cov @ at) * max(1.0, scatter2 * float(w.mean()))
         mean.append(float(at @ coef))
@@ -238,10 +252,19 @@ def size_prior(
         names=priors[0].names,
         mean=tuple(mean),
         std=tuple(std),
-        source=f"size sweep {', '.join(f'{s:.3g}' for s in sizes)} -> {target_size:.3g} parameters",
+        source=f"size sweep {', '.join(_size_text(s) for s in sorted(set(sizes)))} -> "
+        f"{_size_text(target_size)} parameters",
         n_runs=(len(fits),) * len(mean),
         calibration=priors[0].calibration,
     )
+
+
+def _size_text(n: float) -> str:
+    """A parameter count as people write it: 25M, 1.3B."""
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.3g}"
 
 
 def _feature_jacobian(law: Law, theta: np.ndarray, ctx: RunContext) -> np.ndarray:

@@ -36,6 +36,64 @@ def fit_json(tmp_path_factory):
     return path
 
 
+# -- prior: early fits with a learned or size-sweep prior -------------------------------------
+
+
+def test_size_sweep_prior_predicts_the_large_model_from_its_first_quarter(capsys, tmp_path):
+    """Full fits of 25M and 100M -> a prior for 400M -> the 400M cosine run's final loss from
+    its first 25%, closer than the same fit without a prior."""
+    fits = []
+    for size in ("25M", "100M"):
+        fits.append(tmp_path / f"{size}.json")
+        spec = f"dataset:multipowerlaw:model={size},split=train"
+        assert run(capsys, "fit", spec, "--law", "momentum", "-o", fits[-1])[0] == 0
+    prior = tmp_path / "prior.json"
+    code, out, err = run(capsys, "prior", *fits, "--sizes", "25M,100M", "--target", "400M",
+                         "-o", prior)  # fmt: skip
+    assert code == 0, err
+    assert "size sweep 25M, 100M -> 400M parameters" in out and "log_anneal_gain" in out
+    big = datasets.load("multipowerlaw", model="400M", schedule="cosine_24000")[0]
+    spec = "dataset:multipowerlaw:model=400M,schedule=cosine_24000"
+    errors = {}
+    for name, extra in (("prior", ["--prior", prior]), ("none", [])):
+        out_fit = tmp_path / f"early_{name}.json"
+        code, out, err = run(capsys, "fit", spec, "--until", "0.25", "--law", "momentum", *extra,
+                             "-o", out_fit)  # fmt: skip
+        assert code == 0, err
+        assert ("prior: size sweep" in out) == (name == "prior")
+        pred = Fit.load(out_fit).predict(big.lrs, big.steps[-1:])[0]
+        errors[name] = abs(pred - big.losses[-1]) / big.losses[-1]
+    assert errors["prior"] < 0.01 and errors["prior"] < errors["none"] / 2
+
+
+def test_prior_errors_write_nothing(capsys, tmp_path, fit_json):
+    out = tmp_path / "p.json"
+    cases = [
+        (["prior", fit_json, fit_json], "needs their --sizes"),
+        (["prior", fit_json, fit_json, "--sizes", "25M", "--target", "1B"], "1 size(s) for 2"),
+        (["prior", fit_json, "--sizes", "25Q", "--target", "1B"], "positive parameter count"),
+        (["prior", fit_json, "--sizes", "25M"], "--sizes and --target go together"),
+        (["prior", tmp_path / "missing.json"], "no such file"),
+    ]
+    for argv, message in cases:
+        code, _, err = run(capsys, *argv, "-o", out)
+        assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
+        assert not out.exists()
+    code, _, err = run(capsys, "fit", TRAIN, "--prior", tmp_path / "nope.json")
+    assert code == 2 and "--prior" in err and "no such file" in err
+
+
+def test_fit_with_the_default_prior_records_it(capsys, tmp_path):
+    out = tmp_path / "early.json"
+    spec = "dataset:multipowerlaw:model=100M,schedule=cosine_24000"
+    code, stdout, err = run(capsys, "fit", spec, "--until", "0.25", "--law", "momentum",
+                            "--prior", "default:lr-scheduling", "-o", out)  # fmt: skip
+    assert code == 0, err
+    recorded = Fit.load(out).prior
+    assert recorded is not None and "lr-scheduling" in recorded["source"]
+    assert f"prior: {recorded['source']}" in stdout
+
+
 # -- fit ---------------------------------------------------------------------------------------
 
 

@@ -128,6 +128,37 @@ def test_size_prior_extrapolates_features_in_log_size():
     assert all(s > 0 for s in p.std)
 
 
+def test_a_fit_that_mixes_peak_lrs_is_refused_as_a_prior():
+    runs = datasets.load("lr-scheduling", model="33M", dataset="slimpajama")
+    assert len({c.meta["peak_lr"] for c in runs}) == 2
+    mixed = hf_lrlaw.fit(runs, "momentum")
+    with pytest.raises(PriorError, match="fit each peak LR separately"):
+        size_prior([mixed], [33e6], 360e6)
+    with pytest.raises(FitError, match=r"peak LRs \[0.001, 0.002\].*fit each peak LR separately"):
+        hf_lrlaw.fit(runs[0].head(0.3), "momentum", prior=mixed)
+    one_peak = [c for c in runs if c.meta["peak_lr"] == runs[0].meta["peak_lr"]]
+    hf_lrlaw.fit(runs[0].head(0.3), "momentum", prior=hf_lrlaw.fit(one_peak, "momentum"))
+
+
+def test_size_prior_is_not_widened_by_a_fit_that_cannot_tell_a_feature():
+    """A fit on a constant-LR run does not determine the annealing gain; beside well-determined
+    fits it must not drag that feature's mean or blow up its std (the real sweep has such fits:
+    a diverged run, constant runs)."""
+    fits, sizes = [], []
+    for size, n in (("25M", 25e6), ("100M", 100e6)):
+        train, _ = datasets.multipowerlaw_split(size)
+        fits.append(hf_lrlaw.fit(train, "momentum"))
+        sizes.append(n)
+    base = size_prior(fits, sizes, 400e6)
+    const = datasets.load("multipowerlaw", model="25M", schedule="constant_24000")[0]
+    blind = hf_lrlaw.fit(const.head(0.3), "momentum")
+    assert not blind.determined["C"]
+    both = size_prior([*fits, blind], [*sizes, 25e6], 400e6)
+    k = base.names.index("log_anneal_gain")
+    assert abs(both.mean[k] - base.mean[k]) < 0.5 * base.std[k]
+    assert both.std[k] < 2 * base.std[k]
+
+
 def test_early_in_a_decay_the_prior_sets_the_annealing_gain():
     """Before the LR has fallen to half its peak, the first small decay of a cosine run is
     confounded with the power law's curvature: the prior's std on the annealing features is
