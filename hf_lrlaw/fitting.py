@@ -46,10 +46,11 @@ ANNEAL_SEEN = 0.02  # an LR drop below 2% of the peak does not tell the annealin
 # slowly with the peak), with a margin for higher LRs. Bounds the no-prior interval from below.
 MAX_ANNEAL_GAIN = 0.15
 # Until the LR has decayed to half its peak, the data confound the annealing gain with the power
-# law's curvature: a prior's std on the features of the annealing coefficient is narrowed 3x
-# (early-prediction error on the public curves 2.16% -> 1.20%, bench/RESULTS.md).
+# law's curvature: a prior's std on the features of the annealing coefficient is narrowed 10x
+# (chosen by the priors' in-source K-fold error; early-prediction error 2.16% -> 0.66% on
+# lr-scheduling from 25%, bench/RESULTS.md).
 ANNEAL_INFORMATIVE = 0.5
-PRIOR_NARROW_EARLY = 0.3
+PRIOR_NARROW_EARLY = 0.1
 MAX_QUADRATURE = 8  # points used to average a prediction over a logging window
 
 
