@@ -439,7 +439,8 @@ class LRLawCallback(TrainerCallback, ExportableState):
             The prior of :func:`hf_lrlaw.fit`: `"default"` (learned from 262 public runs; it
             supplies what a young run's data cannot tell, above all the annealing gain before
             the LR has decayed, and the data outweigh it as they accumulate), a path to a prior
-            or to an earlier run's `fit.json`/`record.json`, or `None` (data only). Each fit's
+            (`lrlaw prior`: earlier runs pooled, or smaller models' runs for this size) or to an
+            earlier run's `fit.json`/`record.json`, or `None` (data only). Each fit's
             entry in `record.json` says which prior it used and how far the data moved it.
         fit_kwargs (`dict`, *optional*):
             Keyword arguments for :func:`hf_lrlaw.fit` (e.g. `{"law_options": {"lam": 0.99}}`,

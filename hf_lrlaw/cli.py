@@ -551,10 +551,7 @@ def cmd_prior(args: argparse.Namespace) -> int:
         raise UsageError("--sizes and --target go together (a size sweep's prior)")
     fits = [_load_fit(p) for p in args.fits]
     if args.sizes is None:
-        if len(fits) != 1:
-            raise UsageError(f"{len(fits)} fits given: a prior from several fits needs their "
-                             "--sizes and the --target size")  # fmt: skip
-        prior = Prior.from_fit(fits[0])
+        prior = Prior.from_fits(fits)
     else:
         sizes = [parse_size(t) for t in args.sizes.split(",") if t.strip()]
         if len(sizes) != len(fits):
@@ -874,11 +871,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("prior", help="a prior from earlier fits (a previous run, a size sweep)",
-                       description=_wrap("Make a prior for 'lrlaw fit --prior' from saved fits: "
-                       "from one fit of an earlier run of the same recipe, or, with --sizes and "
-                       "--target, from full fits of smaller models (one fit per model size and "
-                       "peak LR; each transfer feature is regressed on log size and read off at "
-                       "the target size)."), formatter_class=fmt)  # fmt: skip
+                       description=_wrap("Make a prior for 'lrlaw fit --prior' from saved fits "
+                       "(each of runs at one peak LR): from earlier runs of the same recipe "
+                       "(several are pooled), or, with --sizes and --target, from full fits of "
+                       "smaller models (one fit per model size and peak LR; each transfer "
+                       "feature is regressed on log size and read off at the target size)."),
+                       formatter_class=fmt)  # fmt: skip
     p.add_argument("fits", nargs="+", metavar="FIT.json", help="saved fits or callback records")
     p.add_argument("--sizes", metavar="N,N,...", help="each fit's model size, in order (125M, 1.3B)")
     p.add_argument("--target", metavar="N", help="the model size the prior is for")

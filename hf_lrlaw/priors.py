@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -194,6 +194,18 @@ class Prior:
             n_runs=(len(fit.curves),) * len(names),
             calibration=_without_bias((fit.discrepancy or {}).get("calibration")),
         )
+
+
+    @classmethod
+    def from_fits(cls, fits: Sequence[Fit], widen: float = FIT_TRANSFER_WIDTH) -> Prior:
+        """Several earlier runs of one recipe pooled (each Fit of runs at one peak LR): per
+        feature the precision-weighted mean; the std adds the fits' spread around it."""
+        if not fits:
+            raise PriorError("from_fits needs at least one Fit")
+        if len(fits) == 1:
+            return cls.from_fit(fits[0], widen)
+        pooled = size_prior(fits, [1.0] * len(fits), 1.0, widen=widen)
+        return replace(pooled, source=f"{len(fits)} earlier fits pooled")
 
 
 def _without_bias(cal: Mapping[str, float] | None) -> dict[str, float] | None:

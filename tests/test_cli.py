@@ -66,10 +66,18 @@ def test_size_sweep_prior_predicts_the_large_model_from_its_first_quarter(capsys
     assert errors["prior"] < 0.01 and errors["prior"] < errors["none"] / 2
 
 
+def test_prior_from_earlier_runs_pools_them(capsys, tmp_path, fit_json):
+    from hf_lrlaw.priors import Prior
+
+    out = tmp_path / "pooled.json"
+    code, stdout, err = run(capsys, "prior", fit_json, fit_json, "-o", out)
+    assert code == 0, err
+    assert "2 earlier fits pooled" in stdout and Prior.load(out).law == "momentum"
+
+
 def test_prior_errors_write_nothing(capsys, tmp_path, fit_json):
     out = tmp_path / "p.json"
     cases = [
-        (["prior", fit_json, fit_json], "needs their --sizes"),
         (["prior", fit_json, fit_json, "--sizes", "25M", "--target", "1B"], "1 size(s) for 2"),
         (["prior", fit_json, "--sizes", "25Q", "--target", "1B"], "positive parameter count"),
         (["prior", fit_json, "--sizes", "25M"], "--sizes and --target go together"),

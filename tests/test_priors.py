@@ -129,6 +129,21 @@ def test_size_prior_extrapolates_features_in_log_size():
     assert all(s > 0 for s in p.std)
 
 
+def test_pooled_earlier_fits_centre_on_them_and_widen_by_their_spread():
+    fits = [hf_lrlaw.fit(datasets.load("multipowerlaw", model="100M", schedule=s), "momentum")
+            for s in ("cosine_24000", "wsd_20000_24000", "wsdld_20000_24000")]
+    one = [Prior.from_fit(f) for f in fits]
+    pooled = Prior.from_fits(fits)
+    assert "3 earlier fits pooled" in pooled.source
+    for j in range(len(pooled.names)):
+        values = [p.mean[j] for p in one]
+        assert min(values) <= pooled.mean[j] <= max(values)
+        assert pooled.std[j] >= min(p.std[j] for p in one)
+    assert Prior.from_fits(fits[:1]) == one[0]
+    with pytest.raises(PriorError, match="at least one"):
+        Prior.from_fits([])
+
+
 def test_a_fit_that_mixes_peak_lrs_is_refused_as_a_prior():
     runs = datasets.load("lr-scheduling", model="33M", dataset="slimpajama")
     assert len({c.meta["peak_lr"] for c in runs}) == 2
