@@ -7,7 +7,7 @@ model's first 25%, with model-size terms, and predict the largest model's final 
 - ``loglinear``: that, with log A, alpha and log C also linear in log N.
 
 Least squares on log losses with a Huber loss (scale 1e-3), as the fitter's objective. The
-lr-scheduling sweep takes about 10 minutes (124M has 153 runs).
+lr-scheduling sweep takes 10-15 minutes (124M has 153 runs).
 
 Run: python bench/size_joint.py [--variants additive loglinear] [--sweeps multipowerlaw lr-scheduling]
 """
