@@ -9,6 +9,7 @@ from hf_lrlaw import datasets
 from hf_lrlaw.curves import CurveError, LossCurve, load, read_csv, read_trainer_state, write_csv
 from hf_lrlaw.fitting import Fit, FitError, GoodnessOfFit, fit
 from hf_lrlaw.laws import LawError, available_laws, get_law
+from hf_lrlaw.priors import Prior, PriorError, size_prior
 from hf_lrlaw.ranking import Ranked, Ranking, rank
 from hf_lrlaw.schedules import Schedule, ScheduleError
 
@@ -20,6 +21,8 @@ __all__ = [
     "GoodnessOfFit",
     "LawError",
     "LossCurve",
+    "Prior",
+    "PriorError",
     "Ranked",
     "Ranking",
     "Schedule",
@@ -32,6 +35,7 @@ __all__ = [
     "rank",
     "read_csv",
     "read_trainer_state",
+    "size_prior",
     "write_csv",
 ]
 __version__ = "0.1.0"

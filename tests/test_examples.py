@@ -82,3 +82,16 @@ def test_demo_quick(tmp_path):
     rec = json.loads((tmp_path / "demo/recommended.json").read_text())
     assert rec["schedule"] and "hf" in rec
     assert (tmp_path / "demo/report.png").stat().st_size > 0
+
+
+def test_readme_law_snippet_runs_and_its_size_prior_predicts(capsys):
+    """The README's self-contained Python block ("The law on its own") runs as printed."""
+    readme = (ROOT / "README.md").read_text()
+    after = readme[readme.index("The law on its own"):]
+    code = re.search(r"```python\n(.*?)```", after, re.S).group(1)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    mean, low, high = scope["early"].predict_interval(scope["big"].lrs, scope["big"].steps[-1:])
+    final = scope["big"].losses[-1]
+    assert low[0] <= final <= high[0] and abs(mean[0] / final - 1) < 0.01
+    assert "| rank |" in capsys.readouterr().out
