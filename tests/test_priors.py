@@ -115,12 +115,15 @@ def test_learn_prior_uses_only_runs_that_determine_a_feature():
     assert p.mean[2] == pytest.approx(np.median(gains))
 
 
-def test_size_prior_extrapolates_features_in_log_size():
-    fits, sizes = [], []
-    for size, n in (("25M", 25e6), ("100M", 100e6)):
-        train, _ = datasets.multipowerlaw_split(size)
-        fits.append(hf_lrlaw.fit(train, "momentum"))
-        sizes.append(n)
+@pytest.fixture(scope="module")
+def small_model_fits():
+    """Momentum fits of the 25M and 100M training runs of the authors' split, with their sizes."""
+    fits = [hf_lrlaw.fit(datasets.multipowerlaw_split(s)[0], "momentum") for s in ("25M", "100M")]
+    return fits, [25e6, 100e6]
+
+
+def test_size_prior_extrapolates_features_in_log_size(small_model_fits):
+    fits, sizes = small_model_fits
     p = size_prior(fits, sizes, 400e6)
     a, b = (Prior.from_fit(f, widen=0.0).mean for f in fits)
     # On a line in log size: the 400M value continues the 25M -> 100M trend.
@@ -156,15 +159,11 @@ def test_a_fit_that_mixes_peak_lrs_is_refused_as_a_prior():
     hf_lrlaw.fit(runs[0].head(0.3), "momentum", prior=hf_lrlaw.fit(one_peak, "momentum"))
 
 
-def test_size_prior_is_not_widened_by_a_fit_that_cannot_tell_a_feature():
+def test_size_prior_is_not_widened_by_a_fit_that_cannot_tell_a_feature(small_model_fits):
     """A fit on a constant-LR run does not determine the annealing gain; beside well-determined
     fits it must not drag that feature's mean or blow up its std (the real sweep has such fits:
     a diverged run, constant runs)."""
-    fits, sizes = [], []
-    for size, n in (("25M", 25e6), ("100M", 100e6)):
-        train, _ = datasets.multipowerlaw_split(size)
-        fits.append(hf_lrlaw.fit(train, "momentum"))
-        sizes.append(n)
+    fits, sizes = small_model_fits
     base = size_prior(fits, sizes, 400e6)
     const = datasets.load("multipowerlaw", model="25M", schedule="constant_24000")[0]
     blind = hf_lrlaw.fit(const.head(0.3), "momentum")
