@@ -530,12 +530,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-_SIZE_UNITS = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
+_SIZE_UNITS = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
 
 
 def parse_size(text: str, where: str = "--sizes") -> float:
     """A parameter count: ``360e6``, ``360M``, ``1.3B``, ``125k``."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbgt]?)\s*", text, re.IGNORECASE)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbt]?)\s*", text, re.IGNORECASE)
     value = float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()] if m else 0.0
     if value <= 0:
         raise UsageError(f"{where} {text!r}: expected a positive parameter count, e.g. 125M, "

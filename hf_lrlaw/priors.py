@@ -195,7 +195,6 @@ class Prior:
             calibration=_without_bias((fit.discrepancy or {}).get("calibration")),
         )
 
-
     @classmethod
     def from_fits(cls, fits: Sequence[Fit], widen: float = FIT_TRANSFER_WIDTH) -> Prior:
         """Several earlier runs of one recipe pooled (each Fit of runs at one peak LR): per
