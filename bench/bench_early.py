@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import law_options, machine, table  # noqa: E402
 
 import hf_lrlaw  # noqa: E402
-from hf_lrlaw import FitError, datasets  # noqa: E402
+from hf_lrlaw import datasets  # noqa: E402
+from hf_lrlaw.backtest import backtest  # noqa: E402
 from hf_lrlaw.priors import Prior, size_prior  # noqa: E402
 
 OTHER = {"multipowerlaw": "lr-scheduling", "lr-scheduling": "multipowerlaw"}
@@ -51,23 +52,15 @@ def prior_for(law: str, source: str, priors: Path | None):
 def early(law: str, test_set: str, frac: float, use_prior: bool, subsample: int, source: str,
           opts: dict, priors: Path | None):
     curves = datasets.load(test_set)[::subsample]
-    errs, inside, failed = [], [], 0
-    prior = prior_for(law, source, priors) if use_prior else None
-    for c in curves:
-        head = c.head(frac)
-        try:
-            if use_prior:
-                f = hf_lrlaw.fit(head, law, law_options=opts, prior=prior)
-            else:
-                f = hf_lrlaw.fit(head, law, law_options=opts, calibration=None)
-        except FitError:
-            failed += 1
-            continue
-        m, lo, hi = f.predict_interval(c.lrs, [c.steps[-1]], level=0.9)
-        y = c.losses[-1]
-        errs.append(abs(m[0] - y) / y)
-        inside.append(bool(lo[0] <= y <= hi[0]))
-    return np.array(errs), np.array(inside), failed, len(curves)
+    if use_prior:
+        kwargs = {"prior": prior_for(law, source, priors)}
+    else:
+        kwargs = {"prior": None, "calibration": None}
+    rows = [r for r in backtest(curves, [frac], law, level=0.9, law_options=opts, **kwargs)
+            if r.failure is None]
+    errs = np.array([abs(r.error) for r in rows])
+    inside = np.array([r.inside for r in rows])
+    return errs, inside, len(curves) - len(rows), len(curves)
 
 
 SWEEPS = {

@@ -10,6 +10,7 @@
     lrlaw evaluate fit.json dataset:multipowerlaw:model=25M,split=test
     lrlaw fit run.csv --until 0.25 --law momentum --prior default -o early.json
     lrlaw prior small.json mid.json --sizes 25M,100M --target 400M -o prior.json
+    lrlaw backtest runs/ --at 0.25,0.5 --prior default
     lrlaw datasets
 
 Every user error (a missing file, a malformed schedule, an unknown law, a fit that fails, an
@@ -567,6 +568,70 @@ def cmd_prior(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fractions(text: str) -> list[float]:
+    try:
+        values = [float(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        values = []
+    if not values or any(not 0 < v < 1 for v in values):
+        raise UsageError(f"--at {text!r}: expected fractions in (0, 1) separated by commas, "
+                         "e.g. 0.25,0.5")  # fmt: skip
+    return values
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from hf_lrlaw.backtest import backtest, summarize
+
+    out = _check_out(args.output, (".json", ".csv", ".md"), "-o")
+    fractions = _fractions(args.at)
+    prior = _prior_spec(args.prior)
+    curves = load_curves(args.curves)
+    options = _law_options(args.option)
+    rows = backtest(curves, fractions, args.law, level=args.level, law_options=options or None,
+                    prior=prior, calibration="default" if prior else None)  # fmt: skip
+    if not rows:
+        raise UsageError("no curve with points to backtest")
+    pct = f"{args.level:.0%}"
+    header = ("curve", "seen", "predicted", f"{pct} interval", "actual", "error", "inside")
+    table = []
+    for r in rows:
+        if r.failure is not None:
+            table.append((r.curve, f"{r.seen:.3g}", "-", "-", f"{r.actual:.4f}", "-",
+                          f"fit failed: {r.failure}"))  # fmt: skip
+        else:
+            table.append((r.curve, f"{r.seen:.3g}", f"{r.predicted:.4f}",
+                          f"[{r.low:.4f}, {r.high:.4f}]", f"{r.actual:.4f}", f"{r.error:+.2%}",
+                          "yes" if r.inside else "no"))  # fmt: skip
+    summary = summarize(rows)
+    lines = [f"{args.law} law, prior {prior or 'none'}: final loss predicted from each run's first "
+             f"{', '.join(f'{f:.3g}' for f in fractions)} of its steps"]  # fmt: skip
+    for s in summary:
+        done = s.runs - s.failed
+        lines.append(
+            f"  from {s.seen:.3g}: {done}/{s.runs} runs predicted"
+            + ("" if not done else f", mean |error| {s.mean_abs_error:.2%}, worst "
+               f"{s.worst_abs_error:.2%}, {pct} interval covers {s.coverage:.0%}")
+        )  # fmt: skip
+    print(_table(table, header))
+    print("\n".join(lines))
+    if out is not None:
+        suffix = out.suffix.lower()
+        if suffix == ".json":
+            data = {"law": args.law, "prior": prior, "level": args.level,
+                    "summary": [vars(s) for s in summary],
+                    "runs": [{**vars(r), "error": r.error, "inside": r.inside} for r in rows]}
+            text = json.dumps(_json_ready(data), indent=1)
+        elif suffix == ".csv":
+            text = _csv([{**vars(r), "error": r.error, "inside": r.inside} for r in rows])
+        else:
+            md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            md += ["| " + " | ".join(row) + " |" for row in table]
+            text = "\n".join(md + [""] + lines) + "\n"
+        _write_text(out, text)
+        print(f"wrote {out}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     out = _check_out(args.output, (".json", ".csv"), "-o")
     fit = _load_fit(args.fit)
@@ -882,6 +947,26 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--target", metavar="N", help="the model size the prior is for")
     p.add_argument("-o", "--output", metavar="PRIOR.json", help="where to save the prior")
     p.set_defaults(func=cmd_prior)
+
+    p = sub.add_parser("backtest", help="how well early fits predict your finished runs",
+                       description=_wrap("Cut every finished run in CURVES to its first --at "
+                       "fractions of steps (its LR schedule stays known, as in a live run), fit "
+                       "each alone and predict its last logged loss: per run the prediction, "
+                       "its interval and its error; per fraction the mean and worst error and "
+                       "how often the interval held the truth. Check your recipe with it before "
+                       "trusting live predictions."), epilog=_DATASET_HELP,
+                       formatter_class=fmt)  # fmt: skip
+    p.add_argument("curves", nargs="+", metavar="CURVES", help="files, folders or dataset: specs")
+    p.add_argument("--law", default="momentum", choices=available_laws(),
+                   help="the law to fit (default: momentum, the callback's)")
+    p.add_argument("--option", action="append", metavar="NAME=VALUE", help="a law option, repeatable")
+    p.add_argument("--prior", default="default", metavar="SPEC",
+                   help="as for 'lrlaw fit' (default here: default, as the callback uses)")
+    p.add_argument("--at", default="0.25,0.5", metavar="F,F,...",
+                   help="fractions of each run to fit on (default 0.25,0.5)")
+    p.add_argument("--level", type=_level, default=0.9, help="interval probability (0.9)")
+    p.add_argument("-o", "--output", metavar="REPORT.json|.csv|.md", help="also write the report")
+    p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser("predict", help="predict the loss of schedules from a saved fit",
                        description=_wrap("The predicted final loss (or the loss at --steps) of each "
