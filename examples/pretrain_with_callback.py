@@ -109,6 +109,10 @@ trainer = transformers.Trainer(
     model=model, args=args, train_dataset=train_set, eval_dataset=eval_set, callbacks=[callback]
 )
 trainer.train()
+if torch.distributed.is_initialized():
+    # Without this, gloo's worker threads can abort the process at exit ("terminate called
+    # without an active exception", pytorch/pytorch#190489).
+    torch.distributed.destroy_process_group()
 if not trainer.is_world_process_zero():
     raise SystemExit(0)  # only rank 0 fits and writes
 
