@@ -110,8 +110,9 @@ trainer = transformers.Trainer(
 )
 trainer.train()
 if torch.distributed.is_initialized():
-    # Without this, gloo's worker threads can abort the process at exit ("terminate called
-    # without an active exception", pytorch/pytorch#190489).
+    # A clean shutdown: left to the interpreter's exit, gloo's threads can abort a rank
+    # ("terminate called without an active exception", pytorch/pytorch#190489).
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 if not trainer.is_world_process_zero():
     raise SystemExit(0)  # only rank 0 fits and writes
