@@ -13,6 +13,7 @@ predictions with the loss the run really reached.
 """
 
 import argparse
+import gc
 import importlib.resources
 import importlib.util
 import json
@@ -109,12 +110,16 @@ trainer = transformers.Trainer(
     model=model, args=args, train_dataset=train_set, eval_dataset=eval_set, callbacks=[callback]
 )
 trainer.train()
+is_main = trainer.is_world_process_zero()
 if torch.distributed.is_initialized():
-    # A clean shutdown: left to the interpreter's exit, gloo's threads can abort a rank
-    # ("terminate called without an active exception", pytorch/pytorch#190489).
+    # A clean shutdown: a process group still alive when the interpreter exits (the DDP wrapper
+    # holds one) can abort the rank from gloo's threads ("terminate called without an active
+    # exception", pytorch/pytorch#190489). Destroy it and drop the wrapper while all is alive.
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
-if not trainer.is_world_process_zero():
+    del trainer, model
+    gc.collect()
+if not is_main:
     raise SystemExit(0)  # only rank 0 fits and writes
 
 # -- how good were the predictions? ------------------------------------------------------------
