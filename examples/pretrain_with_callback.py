@@ -112,13 +112,14 @@ trainer = transformers.Trainer(
 trainer.train()
 is_main = trainer.is_world_process_zero()
 if torch.distributed.is_initialized():
-    # A clean shutdown: a process group still alive when the interpreter exits (the DDP wrapper
-    # holds one) can abort the rank from gloo's threads ("terminate called without an active
-    # exception", pytorch/pytorch#190489). Destroy it and drop the wrapper while all is alive.
+    # Shut down while the interpreter is alive: a process group left to its exit can abort the
+    # rank from gloo's threads (pytorch/pytorch#190489). Drop the DDP wrapper first: if its
+    # reducer held the group's last reference, the group would be destroyed holding the GIL that
+    # a gloo thread may still need (a deadlock); destroyed from Python, it releases the GIL.
     torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
     del trainer, model
     gc.collect()
+    torch.distributed.destroy_process_group()
 if not is_main:
     raise SystemExit(0)  # only rank 0 fits and writes
 

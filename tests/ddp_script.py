@@ -11,6 +11,7 @@ alone it is the single-process reference. Each process writes ``<out>/result-ran
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -82,6 +83,7 @@ def main() -> None:
     rank = result["record"]["rank"]
     (cli.out / f"result-rank{rank}.json").write_text(json.dumps(result, indent=1))
     if torch.distributed.is_initialized():  # a clean exit: gloo aborts if left to the interpreter
+        gc.collect()  # the trainers' DDP reducers go first, see examples/pretrain_with_callback.py
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
