@@ -203,15 +203,7 @@ def _resolve_candidate(item: Schedule | str, defaults: Mapping[str, Any] | None)
         return item
     if not isinstance(item, str):
         raise ScheduleError(f"a candidate must be a Schedule or its text, got {type(item).__name__}")
-    match = re.fullmatch(r"\s*([A-Za-z_][\w\-]*)\s*\((.*)\)\s*", item, flags=re.DOTALL)
-    if match is None or defaults is None or match.group(1).lower().replace("-", "_") in (
-        "free_form",
-        "freeform",
-    ):
-        return Schedule.parse(item)
-    inner = match.group(2).strip()
-    extra = [f"{k}={v!r}" for k, v in defaults.items() if not re.search(rf"\b{k}\s*=", inner)]
-    return Schedule.parse(f"{match.group(1)}({', '.join(([inner] if inner else []) + extra)})")
+    return Schedule.parse(item, defaults=defaults)
 
 
 # =================================================================================================

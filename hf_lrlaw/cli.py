@@ -37,7 +37,7 @@ import sys
 import tempfile
 import textwrap
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -206,26 +206,45 @@ def _read_lines(path: str) -> list[str]:
     return lines
 
 
-def _parse_schedule(text: str, where: str = "--schedule") -> Schedule:
+NO_RUN_DEFAULTS = (
+    "; give it in the text (a fit supplies peak_lr, total_steps and warmup_steps only when "
+    "its curves share them)"
+)
+
+
+def _parse_schedule(
+    text: str, where: str = "--schedule", defaults: Mapping[str, Any] | None = None
+) -> Schedule:
     try:
-        return Schedule.parse(text)
+        return Schedule.parse(text, defaults=defaults)
     except ScheduleError as exc:
-        raise UsageError(f"{where}: {exc}") from None
+        hint = NO_RUN_DEFAULTS if defaults is None and "missing parameter" in str(exc) else ""
+        raise UsageError(f"{where}: {exc}{hint}") from None
 
 
-def _schedules_from(args: argparse.Namespace) -> list[Schedule]:
-    """--schedule TEXT, --schedules FILE and --space SPEC, duplicates removed, in order."""
+def _schedules_from(
+    args: argparse.Namespace, defaults: Mapping[str, Any] | None = None
+) -> list[Schedule]:
+    """--schedule TEXT, --schedules FILE and --space SPEC, duplicates removed, in order; text
+    that leaves out peak_lr, total_steps or warmup_steps takes them from ``defaults``."""
     out: list[Schedule] = []
+    texts: list[str] = []
     for text in getattr(args, "schedule", None) or []:
-        out.append(_parse_schedule(text))
+        out.append(_parse_schedule(text, defaults=defaults))
+        texts.append(text)
     for path in getattr(args, "schedules", None) or []:
         lines = _read_lines(path)
         if not lines:
             raise UsageError(f"{path}: no schedule in the file")
         for i, line in enumerate(lines, start=1):
-            out.append(_parse_schedule(line, f"{path}: schedule {i}"))
+            out.append(_parse_schedule(line, f"{path}: schedule {i}", defaults))
+        texts += lines
     for spec in getattr(args, "space", None) or []:
-        out += parse_space(spec)
+        out += parse_space(spec, defaults)
+        texts += _split_top(spec, "|")
+    if defaults and any(not re.search(rf"\b{k}\s*=", t) for t in texts for k in defaults):
+        print("note: schedules without " + " / ".join(defaults) + " take the fitted run's: "
+              + ", ".join(f"{k}={v:g}" for k, v in defaults.items()), file=sys.stderr)  # fmt: skip
     return list(dict.fromkeys(out))
 
 
@@ -316,7 +335,8 @@ decay_shape, final_ratio, ...); VALUES one or more values separated by commas: n
 (linear, 1-sqrt), lists ([0.8, 0.9]), or ranges lin(LO,HI,N) and log(LO,HI,N) (N values, ends
 included; integers for step counts, else rounded to 4 significant digits). ' | ' separates
 kinds. Combinations that are not valid schedules are skipped with a warning. At most 100000
-candidates. Example:
+candidates. With a fit of one run, peak_lr, total_steps and warmup_steps default to that run's
+("wsd:decay_fraction=0.1,0.2,0.3" is enough). Example:
   "wsd:peak_lr=3e-4;total_steps=24000;warmup_steps=2160;decay_fraction=0.1,0.2,0.3;
    decay_shape=linear,1-sqrt;final_ratio=0,0.1 | cosine:peak_lr=log(1e-4,1e-3,5);
    total_steps=24000;warmup_steps=2160;final_ratio=0.1\""""
@@ -369,8 +389,9 @@ def _expand_value(token: str, name: str, where: str) -> list[str]:
     return list(dict.fromkeys(_number_text(v, as_int) for v in values))
 
 
-def parse_space(spec: str) -> list[Schedule]:
-    """The schedules of a ``--space`` SPEC (see ``SPACE_HELP``), invalid combinations skipped."""
+def parse_space(spec: str, defaults: Mapping[str, Any] | None = None) -> list[Schedule]:
+    """The schedules of a ``--space`` SPEC (see ``SPACE_HELP``), invalid combinations skipped;
+    ``defaults`` as in :meth:`Schedule.parse`."""
     out: list[Schedule] = []
     for part in _split_top(spec, "|"):
         part = part.strip()
@@ -408,12 +429,13 @@ def parse_space(spec: str) -> list[Schedule]:
         for combo in itertools.product(*choices):
             text = f"{kind}({', '.join(f'{n}={v}' for n, v in zip(names, combo))})"
             try:
-                out.append(Schedule.parse(text))
+                out.append(Schedule.parse(text, defaults=defaults))
                 made += 1
             except ScheduleError as exc:
                 errors.append(str(exc))
         if not made:
-            raise UsageError(f"{where}: no valid schedule in the grid ({errors[0]})")
+            hint = NO_RUN_DEFAULTS if defaults is None and "missing parameter" in errors[0] else ""
+            raise UsageError(f"{where}: no valid schedule in the grid ({errors[0]}{hint})")
         if errors:
             warnings.warn(
                 f"--space {kind}: skipped {len(errors)} of {total} combinations that are not "
@@ -635,7 +657,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     out = _check_out(args.output, (".json", ".csv"), "-o")
     fit = _load_fit(args.fit)
-    schedules = _schedules_from(args)
+    schedules = _schedules_from(args, fit.run_defaults())
     if not schedules:
         raise UsageError("give at least one --schedule TEXT or --schedules FILE")
     steps = _steps(args.steps)
@@ -694,7 +716,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     out = _check_out(args.output, (".csv", ".md", ".json"), "-o")
     plot_out = _check_out(args.plot, (".png", ".pdf", ".svg"), "--plot")
     fit = _load_fit(args.fit)
-    schedules = _schedules_from(args)
+    schedules = _schedules_from(args, fit.run_defaults())
     if not schedules:
         raise UsageError("give candidates with --schedules FILE, --space SPEC or --schedule TEXT")
     ranking = rank(fit, schedules, level=args.level)
@@ -735,9 +757,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
     fit_path = args.fit
     if fit_path is None and inputs and _is_fit_file(inputs[0]):
         fit_path = inputs.pop(0)
-    schedules = _schedules_from(args)
-    if args.label and len(args.label) != len(schedules):
-        raise UsageError(f"--label: {len(args.label)} given for {len(schedules)} schedule(s)")
     curves = load_curves(inputs)
     if fit_path is not None:
         if args.law != "auto" or args.option or args.until is not None or args.prior:
@@ -749,6 +768,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
             raise UsageError("give a saved fit (fit.json) or curves to fit on the fly")
         fit = _fit_from_args(args, curves)
         print(fit.summary())
+    schedules = _schedules_from(args, fit.run_defaults())
+    if args.label and len(args.label) != len(schedules):
+        raise UsageError(f"--label: {len(args.label)} given for {len(schedules)} schedule(s)")
     if not curves and not schedules:
         raise UsageError("nothing to plot: give curves or --schedule")
     fig = plot_fit(fit, curves, predict=schedules, labels=args.label or None, level=args.level,
@@ -899,7 +921,8 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
 def _add_schedule_inputs(p: argparse.ArgumentParser, *, space: bool) -> None:
     p.add_argument("--schedule", action="append", metavar="TEXT",
                    help="a schedule, repeatable, e.g. 'cosine(peak_lr=3e-4, total_steps=24000, "
-                   "warmup_steps=2160, final_ratio=0.1)'")  # fmt: skip
+                   "warmup_steps=2160, final_ratio=0.1)'; with a fit of one run, peak_lr, "
+                   "total_steps and warmup_steps default to that run's: 'cosine(final_ratio=0.1)'")  # fmt: skip
     p.add_argument("--schedules", action="append", metavar="FILE",
                    help="a file with one schedule text a line (blank lines and # comments are "
                    "ignored; '-' reads stdin); repeatable")  # fmt: skip

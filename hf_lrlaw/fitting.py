@@ -30,6 +30,7 @@ from threadpoolctl import ThreadpoolController
 
 from hf_lrlaw.curves import LossCurve
 from hf_lrlaw.laws import Law, LawError, available_laws, get_law
+from hf_lrlaw.laws.areas import warmup_end
 from hf_lrlaw.laws.base import Param
 from hf_lrlaw.priors import Prior, PriorError, RunContext, resolve_prior
 
@@ -390,6 +391,32 @@ class Fit:
             blo, bhi = self.bounds[k]
             out[name] = (max(a, blo), min(b, bhi))
         return out
+
+    def run_defaults(self) -> dict[str, Any] | None:
+        """The peak LR, planned length and warmup of the run this fit describes, for schedule
+        text that leaves them out (``Schedule.parse(text, defaults=...)``); None when the fitted
+        curves differ in one of them, a curve was still warming up, or the fit was saved
+        before they were recorded."""
+        runs = []
+        for c in self.curves:
+            try:
+                lr_steps, warmup = int(c["total_steps"]), int(c["warmup_steps"])
+                run = {"peak_lr": float(c["peak_lr"]), "total_steps": int(c["planned_steps"]),
+                       "warmup_steps": warmup}  # fmt: skip
+            except (KeyError, TypeError, ValueError):
+                return None
+            if warmup >= lr_steps - 1:
+                return None
+            runs.append(run)
+        if not runs:
+            return None
+        first = runs[0]
+        for run in runs[1:]:
+            if (run["total_steps"], run["warmup_steps"]) != (
+                first["total_steps"], first["warmup_steps"]
+            ) or not math.isclose(run["peak_lr"], first["peak_lr"], rel_tol=1e-6):
+                return None
+        return first
 
     # -- prediction ------------------------------------------------------------------------
     def predict(self, lrs: np.ndarray | Schedule | LossCurve, steps: Any = None) -> np.ndarray:
@@ -912,11 +939,16 @@ def name_is_annealing(p: Param, a_name: str | None) -> bool:
 
 def _curve_summary(c: LossCurve) -> dict[str, Any]:
     seen = c.observed_lrs()
+    planned = c.meta.get("max_steps") or c.meta.get("total_steps")  # a trainer state's, a data set's
+    if isinstance(planned, bool) or not isinstance(planned, int) or planned < len(c.lrs):
+        planned = len(c.lrs)
     return {
         "name": c.name,
         "n_points": len(c),
         "last_step": c.last_step,
         "total_steps": len(c.lrs),
+        "planned_steps": planned,
+        "warmup_steps": warmup_end(c.lrs),
         "peak_lr": float(c.lrs.max()),
         "observed_peak_lr": float(seen.max()) if len(seen) else 0.0,
         "final_loss": float(c.losses[-1]) if len(c) else None,

@@ -799,8 +799,13 @@ class Schedule:
         return f"Schedule.parse({str(self)!r})"
 
     @classmethod
-    def parse(cls, text: str) -> Schedule:
-        """Inverse of ``str()``: ``kind(name=value, ...)``; numbers, bare or quoted words, lists."""
+    def parse(cls, text: str, defaults: Mapping[str, Any] | None = None) -> Schedule:
+        """Inverse of ``str()``: ``kind(name=value, ...)``; numbers, bare or quoted words, lists.
+
+        ``defaults`` fills the common parameters (``peak_lr``, ``total_steps``, ``warmup_steps``,
+        ...) that the text leaves out, e.g. those of the run a fit describes, so that
+        ``"wsd(decay_fraction=0.2)"`` is enough; free_form takes its own from its array.
+        """
         if not isinstance(text, str):
             raise ScheduleError(f"schedule text must be a string, got {type(text).__name__}")
         match = re.fullmatch(r"\s*([A-Za-z_][\w\-]*)\s*\((.*)\)\s*", text, flags=re.DOTALL)
@@ -835,6 +840,13 @@ class Schedule:
                 f"parameter {repeated[0]} is given more than once in {_short(text)}"
             )
         values = {k.arg: _literal(k.value, source, k.arg) for k in call.keywords}
+        if defaults and kind != "free_form":
+            unknown = sorted(set(defaults) - set(_COMMON_NAMES))
+            if unknown:
+                raise ScheduleError(
+                    f"schedule defaults can only be {', '.join(_COMMON_NAMES)}, got {unknown[0]!r}"
+                )
+            values = {**defaults, **values}
         return cls.make(kind, **values)
 
     def to_dict(self) -> dict[str, Any]:

@@ -194,6 +194,32 @@ def test_rank_a_space(capsys, fit_json, tmp_path):
     assert md.read_text().count("| `") == 14
 
 
+def test_rank_and_predict_take_the_fitted_run_for_left_out_parameters(capsys, tmp_path):
+    """Fitted on one run, a space or schedule text needs only the shape; fitted on runs of
+    different lengths, leaving them out is a usage error that says why."""
+    one = tmp_path / "one.json"
+    spec = "dataset:multipowerlaw:model=25M,schedule=cosine_24000"
+    assert run(capsys, "fit", spec, "--until", "0.5", "--law", "momentum", "-o", one)[0] == 0
+    out = tmp_path / "rank.json"
+    code, stdout, err = run(capsys, "rank", one, "--space", "wsd:decay_fraction=0.1,0.2 | "
+                            "cosine:final_ratio=0", "-o", out)  # fmt: skip
+    assert code == 0, err
+    assert "take the fitted run's: peak_lr=0.0003, total_steps=24000" in err
+    scheds = [Schedule.parse(r["schedule"]) for r in json.loads(out.read_text())["rows"]]
+    assert len(scheds) == 3
+    assert {(s.peak_lr, s.total_steps, s.warmup_steps) for s in scheds} == {(3e-4, 24000, 2159)}
+    code, stdout, err = run(capsys, "predict", one, "--schedule", "wsd(decay_fraction=0.2)",
+                            "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(stdout)["predictions"][0]["step"] == 23999  # stdout stays pure JSON
+
+    two = tmp_path / "two.json"
+    assert run(capsys, "fit", TRAIN, "--law", "momentum", "-o", two)[0] == 0
+    code, _, err = run(capsys, "rank", two, "--space", "wsd:decay_fraction=0.1,0.2")
+    assert code == 2
+    assert "missing parameter peak_lr" in err and "only when its curves share them" in err
+
+
 def test_parse_space():
     scheds = parse_space(SPACE)
     assert len(scheds) == 14

@@ -188,6 +188,32 @@ def test_save_load_round_trip(tmp_path):
     assert json.loads(path.read_text())["schema"] == "hf_lrlaw.fit/1"
 
 
+def test_run_defaults_rebuild_the_fitted_run_schedule(tmp_path):
+    """Fitted on the first half of a public cosine run, the fit knows the run's peak LR, planned
+    length and warmup: a schedule text with only the shape gives that run's LRs back."""
+    c = datasets.load("multipowerlaw", model="25M", schedule="cosine_24000")[0]
+    f = hf_lrlaw.fit(c.head(0.5), "momentum")
+    same = Schedule.parse("cosine(final_ratio=0.1)", defaults=f.run_defaults())
+    np.testing.assert_allclose(same.lrs(), c.lrs, rtol=0, atol=1e-4 * c.lrs.max())
+    assert Fit.load(f.save(tmp_path / "fit.json")).run_defaults() == f.run_defaults()
+
+
+def test_run_defaults_only_for_one_run():
+    lrs = Schedule.parse("wsd(peak_lr=1e-3, total_steps=400, warmup_steps=20)").lrs()
+    steps = np.arange(40, 400, 10)
+    losses = 3.0 + 2.0 * np.cumsum(lrs)[steps] ** -0.5
+    live = LossCurve(lrs=lrs[:200], steps=steps[steps < 200], losses=losses[steps < 200],
+                     name="live", meta={"max_steps": 400})  # fmt: skip
+    # a run in progress: its planned length is the trainer's max_steps, not its LRs so far
+    assert hf_lrlaw.fit(live, "power").run_defaults() == {
+        "peak_lr": 1e-3, "total_steps": 400, "warmup_steps": 20}  # fmt: skip
+    two = [datasets.load("multipowerlaw", model="25M", schedule=s)[0]
+           for s in ("cosine_24000", "wsdcon_9")]  # fmt: skip
+    assert hf_lrlaw.fit(two, "momentum").run_defaults() is None  # 24000 and 16000 steps
+    warming = LossCurve(lrs=lrs[:15], steps=np.arange(5, 15), losses=np.linspace(5, 4, 10))
+    assert hf_lrlaw.fit(warming, "power").run_defaults() is None  # no peak reached yet
+
+
 def test_load_rejects_bad_files(tmp_path):
     (tmp_path / "junk.json").write_text("{not json")
     with pytest.raises(FitError, match="not a readable JSON"):

@@ -380,6 +380,19 @@ def test_parse_is_forgiving_about_form() -> None:
     ) == (0.5,)
 
 
+def test_parse_takes_left_out_common_parameters_from_defaults() -> None:
+    run = {"peak_lr": 3e-4, "total_steps": 24000, "warmup_steps": 2160}
+    full = "wsd(peak_lr=3e-4, total_steps=24000, warmup_steps=2160, decay_fraction=0.2)"
+    assert Schedule.parse("wsd(decay_fraction=0.2)", defaults=run) == Schedule.parse(full)
+    given = Schedule.parse("cosine(peak_lr=1e-3, warmup_steps=0)", defaults=run)
+    assert (given.peak_lr, given.total_steps, given.warmup_steps) == (1e-3, 24000, 0)
+    assert Schedule.parse("free_form(lrs=[1.0, 0.5])", defaults=run).total_steps == 2
+    with pytest.raises(ScheduleError, match="defaults can only be peak_lr"):
+        Schedule.parse("wsd()", defaults={**run, "decay_fraction": 0.2})
+    with pytest.raises(ScheduleError, match="missing parameter peak_lr"):
+        Schedule.parse("wsd(decay_fraction=0.2)", defaults={"total_steps": 10})
+
+
 MALFORMED = [
     ("", "expected kind"),
     ("cosine", "expected kind"),
