@@ -124,11 +124,13 @@ def rank(
     ``prob_best`` is the fraction of joint draws (parameters from the fit's covariance, plus,
     with ``noise``, an independent run-to-run scatter per schedule) in which a schedule has the
     lowest final loss. ``noise=False`` compares the schedules' expected losses only (what a
-    searcher asks when deciding whether any candidate can still beat the leader).
+    searcher asks when deciding whether any candidate can still beat the leader). Schedule
+    text may leave out the fitted run's peak LR, length and warmup (:meth:`Fit.run_defaults`).
     """
     if not 0 < level < 1:
         raise FitError(f"level must be in (0, 1), got {level}")
-    scheds = [Schedule.parse(s) if isinstance(s, str) else s for s in schedules]
+    run = fit.run_defaults() if any(isinstance(s, str) for s in schedules) else None
+    scheds = [Schedule.parse(s, defaults=run) if isinstance(s, str) else s for s in schedules]
     if not scheds:
         raise FitError("rank() needs at least one candidate schedule")
     mean, low, high = fit.predict_final(scheds, level=level)

@@ -195,6 +195,10 @@ def test_run_defaults_rebuild_the_fitted_run_schedule(tmp_path):
     f = hf_lrlaw.fit(c.head(0.5), "momentum")
     same = Schedule.parse("cosine(final_ratio=0.1)", defaults=f.run_defaults())
     np.testing.assert_allclose(same.lrs(), c.lrs, rtol=0, atol=1e-4 * c.lrs.max())
+    ranked = {r.schedule.kind: r.schedule for r in hf_lrlaw.rank(f, ["cosine(final_ratio=0.1)",
+                                                                    "constant()"])}  # fmt: skip
+    assert ranked["cosine"] == same
+    assert (ranked["constant"].peak_lr, ranked["constant"].total_steps) == (c.lrs.max(), 24000)
     assert Fit.load(f.save(tmp_path / "fit.json")).run_defaults() == f.run_defaults()
 
 
