@@ -868,9 +868,15 @@ def _fit_one(
         elif not determined[k]:
             identified = False
             notes.append(f"annealing coefficient {a_name} is poorly determined by these curves")
-    for k, name in enumerate(names):
-        if not determined[k] and name != a_name:
-            notes.append(f"parameter {name} is not determined by these curves alone")
+    loose = [n for k, n in enumerate(names) if not determined[k] and n != a_name]
+    if loose and prior is None:
+        notes += [f"parameter {n} is not determined by these curves alone" for n in loose]
+    elif loose:
+        notes.append(
+            f"{'parameter' if len(loose) == 1 else 'parameters'} {', '.join(loose)} not "
+            f"determined by these curves alone: set, with their uncertainty, by the prior "
+            f"({prior.source}); intervals hold only as far as your recipe resembles its runs"
+        )
     for k, p in enumerate(space.params):
         at_lower = x[k] <= space.x_lower[k] + 1e-6 * max(1.0, abs(space.x_lower[k]))
         at_upper = x[k] >= space.x_upper[k] - 1e-6 * max(1.0, abs(space.x_upper[k]))

@@ -79,6 +79,19 @@ def test_constant_prefix_with_prior_is_not_confident_about_annealing():
     assert mean[0] < f.predict(const)[0]
 
 
+def test_shape_parameters_the_data_cannot_tell_are_said_to_come_from_the_prior():
+    """Multi-power on one constant-LR prefix: its drop shape is the prior's, and the Fit says
+    whose, since its intervals are only as good as that prior's match to the recipe."""
+    const = datasets.load("multipowerlaw", model="100M", schedule="constant_24000")[0]
+    f = hf_lrlaw.fit(const.head(0.5), "multipower", prior="default")
+    loose = [n for n in ("C", "beta", "gamma") if not f.determined[n]]
+    assert loose
+    (note,) = [n for n in f.notes if "not determined by these curves alone" in n]
+    assert all(name in note for name in loose) and f.prior["source"] in note
+    plain = hf_lrlaw.fit(const.head(0.5), "multipower", prior=None)
+    assert not any("prior" in n for n in plain.notes if "not determined" in n)
+
+
 def test_intervals_widen_when_data_are_fewer(cosine_100m):
     target = Schedule.wsd(3e-4, 24000, warmup_steps=2160, decay_fraction=0.2)
     widths = []
