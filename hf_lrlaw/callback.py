@@ -394,7 +394,8 @@ class LRLawCallback(TrainerCallback, ExportableState):
             otherwise the train loss.
         fit_after (`int` or `float`, *optional*, defaults to 0.2):
             The first fit happens at this global step (a float in (0, 1): that fraction of
-            `max_steps`), once `min_points` points exist.
+            `max_steps`), once `min_points` points exist (from `fit_kwargs["min_step"]` on,
+            if set: a run's initial plateau, left out of the fits).
         fit_every (`int` or `float`, *optional*, defaults to 0.1):
             Refit every this many steps (a float in (0, 1): a fraction of `max_steps`).
         min_points (`int`, *optional*, defaults to 8):
@@ -928,8 +929,9 @@ class LRLawCallback(TrainerCallback, ExportableState):
         self._said.add(key)
         (logger.warning if warn else logger.info)(message)
 
-    def _n_points(self, metric: str | None = None) -> int:
-        return len(self._points.get(metric or self._metric_used, {}))
+    def _n_points(self, metric: str | None = None, since: int = 0) -> int:
+        points = self._points.get(metric or self._metric_used, {})
+        return len(points) if since <= 0 else sum(1 for s in points if s >= since)
 
     def _arrays(self, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         items = sorted(self._points.get(metric, {}).items())
@@ -1156,11 +1158,14 @@ class LRLawCallback(TrainerCallback, ExportableState):
                 return
             self._wait_for_thread()
         self._take_result()
-        n = self._n_points()
+        since = self.fit_kwargs.get("min_step", 0)  # points before it are not fitted
+        since = since if isinstance(since, int) and not isinstance(since, bool) else 0
+        n = self._n_points(since=since)
         if n < self.min_points:
             self._say(
                 f"few_{g}" if final else "few",
-                f"LRLawCallback: {n} {self._metric_used} point(s) at step {g}, fewer than "
+                f"LRLawCallback: {n} {self._metric_used} point(s) at step {g}"
+                f"{f' from step {since} (min_step) on' if since > 0 else ''}, fewer than "
                 f"min_points={self.min_points}: no fit yet",
                 warn=final,
             )

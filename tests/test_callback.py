@@ -464,6 +464,19 @@ def test_failing_fit_warns_and_training_completes(tmp_path, data, caplog):
     assert _record(tmp_path)["fit"] is None
 
 
+def test_points_before_min_step_do_not_count_towards_the_first_fit(tmp_path, data, caplog):
+    """With ``fit_kwargs={"min_step": 10}`` the first fit waits for min_points points from step
+    10 on, instead of failing at fit_after on too few of them."""
+    callback = LRLawCallback(fit_after=8, fit_every=4, min_points=6, fit_kwargs={"min_step": 10})
+    trainer = _trainer(tmp_path, data, [callback], max_steps=24, logging_steps=1)
+    with caplog.at_level(logging.WARNING, logger="hf_lrlaw.callback"):
+        trainer.train()
+    assert not [e for e in callback.events if e["kind"] == "fit_failed"]
+    assert "failed" not in caplog.text
+    fitted_at = [h["step"] for h in _record(tmp_path)["history"]]
+    assert fitted_at and min(fitted_at) >= 16  # 6 points from step 10 on exist from step 16
+
+
 def test_lr_of_zero_everywhere_warns_and_training_completes(tmp_path, data, caplog):
     callback = LRLawCallback(fit_after=6, fit_every=3, min_points=5)
     trainer = _trainer(tmp_path, data, [callback], max_steps=12, logging_steps=1,
