@@ -67,7 +67,8 @@ except ValueError as why:  # no built-in one: the schedule's own LambdaLR
 
 trainer = transformers.Trainer(model=model, args=training_args, train_dataset=train,
                                eval_dataset=held_out, optimizers=optimizers,
-                               callbacks=[LRLawCallback()])
+                               # the first quarter is a byte-level plateau, as in the demo
+                               callbacks=[LRLawCallback(fit_kwargs={"min_step": schedule.total_steps // 4})])
 trainer.train()
 final = trainer.evaluate()["eval_loss"]
 print(f"final eval loss {final:.4f}"
