@@ -6,8 +6,10 @@ candidate schedules before paying for full training runs.
 """
 
 from hf_lrlaw import datasets
+from hf_lrlaw._version import __version__
 from hf_lrlaw.curves import CurveError, LossCurve, load, read_csv, read_trainer_state, write_csv
-from hf_lrlaw.fitting import Fit, FitError, GoodnessOfFit, fit
+from hf_lrlaw.fit_result import Fit, FitError, GoodnessOfFit
+from hf_lrlaw.fitting import fit
 from hf_lrlaw.laws import LawError, available_laws, get_law
 from hf_lrlaw.priors import Prior, PriorError, size_prior
 from hf_lrlaw.ranking import Ranked, Ranking, rank
@@ -38,7 +40,6 @@ __all__ = [
     "size_prior",
     "write_csv",
 ]
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str):

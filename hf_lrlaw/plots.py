@@ -14,8 +14,8 @@ suffix says ``.pdf`` or ``.svg``).
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +27,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from hf_lrlaw.cli import file_mode
 from hf_lrlaw.curves import LossCurve
-from hf_lrlaw.fitting import Fit
+from hf_lrlaw.files import write_atomic
+from hf_lrlaw.fit_result import Fit
 from hf_lrlaw.ranking import Ranking
 from hf_lrlaw.schedules import Schedule
 
@@ -50,23 +50,15 @@ _DPI = 120
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = _DPI) -> Path:
-    """Write ``fig`` to ``path`` atomically (a temporary file in the same folder, then
-    ``os.replace``): PNG, or PDF/SVG by suffix. Missing parent folders are created."""
+    """Write ``fig`` to ``path`` atomically (:func:`hf_lrlaw.files.write_atomic`): PNG, or
+    PDF/SVG by suffix. Missing parent folders are created."""
     path = Path(path)
     fmt = _FORMATS.get(path.suffix.lower(), "png")
-    path.parent.mkdir(parents=True, exist_ok=True)
     if fig.canvas is None or not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=fmt, dpi=dpi)
-        os.chmod(tmp, file_mode(path))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=dpi)
+    return write_atomic(path, buffer.getvalue())
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -234,19 +226,6 @@ class _Item:
     fitted_last: int  # last step the fit saw of this run (-1: a pure prediction)
 
 
-def _fitted_last_step(fit: Fit, curve: LossCurve) -> int:
-    """The last step of ``curve`` the fit was fitted on, from the fit's record of its curves:
-    matched by name; a curve the fit does not know is all prediction; ambiguous names (or no
-    record) count the curve as fitted up to its last point."""
-    records = [c for c in fit.curves if isinstance(c, Mapping)]
-    same = [c for c in records if c.get("name") == curve.name]
-    if len(same) == 1:
-        return min(int(same[0].get("last_step", curve.last_step)), curve.last_step)
-    if not same and curve.name and records:
-        return -1
-    return curve.last_step
-
-
 def _as_item(obj: Any, label: str | None, index: int) -> _Item:
     if isinstance(obj, LossCurve):
         return _Item(label or obj.name or f"curve {index + 1}", np.asarray(obj.lrs),
@@ -331,7 +310,7 @@ def plot_fit(
         raise ValueError(f"level must be in (0, 1), got {level}")
     items = [
         _Item(c.name or f"curve {i + 1}", np.asarray(c.lrs), np.asarray(c.steps),
-              np.asarray(c.losses), _fitted_last_step(fit, c))  # fmt: skip
+              np.asarray(c.losses), fit.fitted_last_step(c))  # fmt: skip
         for i, c in enumerate(curves)
     ]
     items += [

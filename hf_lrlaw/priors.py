@@ -11,23 +11,31 @@ from one earlier Fit (a smaller model, a previous run of the same recipe).
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from hf_lrlaw.files import read_json, write_json
+from hf_lrlaw.fit_result import Fit, FitError, fit_data
 from hf_lrlaw.laws import Law, get_law
 
-if TYPE_CHECKING:
-    from hf_lrlaw.fitting import Fit
-
-__all__ = ["Prior", "PriorError", "RunContext", "learn_prior", "resolve_prior", "shipped_priors", "size_prior", "SCHEMA"]
+__all__ = [
+    "SCHEMA",
+    "Prior",
+    "PriorChoice",
+    "PriorError",
+    "RunContext",
+    "feature_jacobian",
+    "learn_prior",
+    "resolve_prior",
+    "shipped_priors",
+    "size_prior",
+]
 
 SCHEMA = "hf_lrlaw.prior/1"
 FIT_TRANSFER_WIDTH = 0.15  # extra spread (log units) when an earlier run's Fit serves as prior
@@ -93,7 +101,7 @@ class Prior:
     ) -> tuple[float, np.ndarray, np.ndarray]:
         """``0.5 * sum(z**2)``, its gradient in search space, and the prior's precision there."""
         z = self.z_scores(law, theta, ctx)
-        jac = _feature_jacobian(law, theta, ctx) * dtheta_dx[None, :]  # (features, params)
+        jac = feature_jacobian(law, theta, ctx) * dtheta_dx[None, :]  # (features, params)
         jac_z = jac / np.asarray(self.std)[:, None]
         return 0.5 * float(z @ z), jac_z.T @ z, jac_z.T @ jac_z
 
@@ -132,30 +140,46 @@ class Prior:
             raise PriorError(f"malformed prior: {exc!r}") from None
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.to_dict(), fh, indent=1)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        """Write the prior as versioned JSON, atomically."""
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Prior:
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise PriorError(f"{path}: no such prior file") from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise PriorError(f"{path}: not a readable JSON file ({exc})") from None
+        """Read a prior written by :meth:`save`."""
+        data = read_json(path, PriorError)
         if not isinstance(data, dict):
             raise PriorError(f"{path}: expected a JSON object")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except PriorError as exc:
+            raise PriorError(f"{path}: {exc}") from None
+
+    def describe_posterior(
+        self, law: Law, theta: np.ndarray, cov: np.ndarray, dtheta_dx: np.ndarray, ctx: RunContext
+    ) -> dict[str, Any]:
+        """What a fit records of its prior: where it came from, and how far the data moved each
+        feature from it (in prior sds) and how much they narrowed it (``cov``: the posterior
+        covariance in search space, ``dtheta_dx`` its chain rule to natural parameters)."""
+        phi = law.transfer_features(theta, ctx.peak_lr, ctx.horizon)
+        jac = feature_jacobian(law, theta, ctx) * dtheta_dx[None, :]
+        post_std = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", jac, cov, jac), 0.0))
+        mean, std = np.asarray(self.mean), np.asarray(self.std)
+        return {
+            "source": self.source,
+            "prior": self.to_dict(),
+            "context": {"peak_lr": ctx.peak_lr, "horizon": ctx.horizon},
+            "features": {
+                name: {
+                    "prior_mean": float(m),
+                    "prior_std": float(sd),
+                    "posterior": float(v),
+                    "posterior_std": float(ps),
+                    "shift_in_prior_sd": float((v - m) / sd),
+                    "std_ratio": float(ps / sd),
+                }
+                for name, m, sd, v, ps in zip(self.names, mean, std, phi, post_std)
+            },
+        }
 
     @classmethod
     def from_fit(cls, fit: Fit, widen: float = FIT_TRANSFER_WIDTH) -> Prior:
@@ -180,7 +204,7 @@ class Prior:
             )
         theta = fit.theta
         phi = law.transfer_features(theta, ctx.peak_lr, ctx.horizon)
-        jac = _feature_jacobian(law, theta, ctx) * np.where(fit.log_params, theta, 1.0)[None, :]
+        jac = feature_jacobian(law, theta, ctx) * np.where(fit.log_params, theta, 1.0)[None, :]
         var = np.einsum("ij,jk,ik->i", jac, fit.cov, jac)
         std = np.sqrt(np.maximum(var, 0.0) + widen**2)
         names_list = [c.get("name", "") for c in fit.curves]
@@ -278,7 +302,7 @@ def _size_text(n: float) -> str:
     return f"{n:.3g}"
 
 
-def _feature_jacobian(law: Law, theta: np.ndarray, ctx: RunContext) -> np.ndarray:
+def feature_jacobian(law: Law, theta: np.ndarray, ctx: RunContext) -> np.ndarray:
     """d features / d theta by central differences (the features are cheap closed forms)."""
     base = law.transfer_features(theta, ctx.peak_lr, ctx.horizon)
     jac = np.empty((len(base), len(theta)))
@@ -305,51 +329,99 @@ def shipped_priors() -> dict[str, Path]:
     return out
 
 
+@dataclass
+class PriorChoice:
+    """A ``prior=`` argument resolved once, where :func:`hf_lrlaw.fit` is entered: files are
+    read and a Fit is turned into a Prior here, and the shipped prior of each law is loaded at
+    most once. It then answers, for the law being fitted, which Prior to use
+    (:meth:`for_law`) and which calibration goes with it (:meth:`calibration`).
+
+    ``prior``: None (none), ``"default"`` (the prior shipped for the law, learned on both
+    bundled data sets), ``"default:<dataset>"`` (learned on that data set only), a path to a
+    prior, Fit or record JSON, a :class:`Prior`, or a :class:`~hf_lrlaw.Fit` of an earlier run.
+    """
+
+    given: Prior | None = None
+    shipped: str | None = None  # "default" or "default:<dataset>": looked up per law
+    fit: Fit | None = None  # the earlier run's Fit, when one was given (it also names a law)
+    _loaded: dict[str, Prior] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def resolve(cls, prior: str | os.PathLike[str] | Prior | Fit | PriorChoice | None) -> PriorChoice:
+        if isinstance(prior, PriorChoice):
+            return prior
+        if prior is None:
+            return cls()
+        if isinstance(prior, Prior):
+            return cls(given=prior)
+        if isinstance(prior, Fit):
+            return cls(given=Prior.from_fit(prior), fit=prior)
+        if isinstance(prior, str) and (prior == "default" or prior.startswith("default:")):
+            return cls(shipped=prior)
+        if not isinstance(prior, (str, os.PathLike)):
+            raise PriorError(
+                "prior must be None, 'default', 'default:<dataset>', a path, a Prior or a Fit, "
+                f"got {type(prior).__name__}"
+            )
+        path = Path(prior)
+        data = read_json(path, PriorError)
+        if isinstance(data, dict) and data.get("schema") == SCHEMA:
+            try:
+                return cls(given=Prior.from_dict(data))
+            except PriorError as exc:
+                raise PriorError(f"{path}: {exc}") from None
+        try:
+            earlier = Fit.from_dict(fit_data(data, path))
+        except FitError as exc:
+            raise PriorError(f"{path}: neither a prior nor a usable Fit ({exc})") from None
+        return cls(given=Prior.from_fit(earlier), fit=earlier)
+
+    def for_law(self, law: Law) -> Prior | None:
+        """The Prior for a fit of ``law`` (None: no prior); PriorError if it was learned for
+        another law or other law options."""
+        if self.shipped is not None:
+            out = self._shipped(law.name)
+        elif self.given is not None:
+            out = self.given
+        else:
+            return None
+        out.check_law(law)
+        if dict(out.law_options) != dict(law.options()):
+            raise PriorError(
+                f"the prior was learned with law options {dict(out.law_options)}, the fit uses "
+                f"{law.options()}; the features do not transfer between them"
+            )
+        return out
+
+    def calibration(self, law: Law, used: Prior | None) -> Mapping[str, float] | None:
+        """The model-discrepancy terms for a fit of ``law`` that used the prior ``used``: the
+        prior's own, else those shipped with the law's default prior (None where neither)."""
+        if used is not None and used.calibration is not None:
+            return used.calibration
+        try:
+            return self._shipped(law.name, "default").calibration
+        except PriorError:
+            return None
+
+    def _shipped(self, law_name: str, spec: str | None = None) -> Prior:
+        spec = spec or self.shipped or "default"
+        stem = law_name if spec == "default" else f"{law_name}.{spec.split(':', 1)[1]}"
+        if stem not in self._loaded:
+            files = shipped_priors()
+            if stem not in files:
+                raise PriorError(
+                    f"no shipped prior {stem!r}; available: {sorted(files)} (rebuild them with "
+                    "bench/build_priors.py)"
+                )
+            self._loaded[stem] = Prior.load(files[stem])
+        return self._loaded[stem]
+
+
 def resolve_prior(
     prior: str | os.PathLike[str] | Prior | Fit | None, law: Law
 ) -> Prior | None:
-    """Turn what a user passed as ``prior=`` into a Prior for ``law`` (or None).
-
-    ``"default"``: the prior shipped for this law, learned on both bundled data sets;
-    ``"default:<dataset>"``: the one learned on that data set only; a path to a prior or Fit
-    JSON; a Prior; a Fit of an earlier run.
-    """
-    from hf_lrlaw.fitting import Fit
-
-    if prior is None:
-        return None
-    if isinstance(prior, Prior):
-        out = prior
-    elif isinstance(prior, Fit):
-        out = Prior.from_fit(prior)
-    elif isinstance(prior, str) and (prior == "default" or prior.startswith("default:")):
-        stem = law.name if prior == "default" else f"{law.name}.{prior.split(':', 1)[1]}"
-        shipped = shipped_priors()
-        if stem not in shipped:
-            raise PriorError(
-                f"no shipped prior {stem!r}; available: {sorted(shipped)} (rebuild them with "
-                "bench/build_priors.py)"
-            )
-        out = Prior.load(shipped[stem])
-    else:
-        path = Path(prior)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise PriorError(f"{path}: no such prior file") from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise PriorError(f"{path}: not a readable JSON file ({exc})") from None
-        if isinstance(data, dict) and data.get("schema") == SCHEMA:
-            out = Prior.from_dict(data)
-        else:
-            out = Prior.from_fit(Fit.load(path))
-    out.check_law(law)
-    if dict(out.law_options) != dict(law.options()):
-        raise PriorError(
-            f"the prior was learned with law options {dict(out.law_options)}, the fit uses "
-            f"{law.options()}; the features do not transfer between them"
-        )
-    return out
+    """The Prior that ``prior=`` gives a fit of ``law`` (see :class:`PriorChoice`)."""
+    return PriorChoice.resolve(prior).for_law(law)
 
 
 def learn_prior(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
-from hf_lrlaw.fitting import Fit, FitError
+from hf_lrlaw.fit_result import Fit, FitError
 from hf_lrlaw.schedules import Schedule
 
 __all__ = ["Ranked", "Ranking", "rank"]

@@ -534,26 +534,27 @@ def test_planned_lrs_of_torch_schedulers_leave_them_untouched():
 def test_predictions_that_are_not_losses_are_withheld():
     from types import SimpleNamespace
 
-    from hf_lrlaw.callback import _Result
+    from hf_lrlaw.callback.jobs import FitResult as _Result
+    from hf_lrlaw.callback.worker import check_sane
 
     job = SimpleNamespace(metric="eval_loss")
     good = {"final_loss": 1.5, "low": 0.0, "high": 1.7}
-    LRLawCallback._check_sane(job, _Result(step=10, final=False, prediction=good))
+    check_sane(job, _Result(step=10, final=False, prediction=good))
     for bad in ({"final_loss": -6.9, "low": -5.6, "high": -8.6},
                 {"final_loss": 1.5, "low": 1.6, "high": 1.7},
                 {"final_loss": float("nan"), "low": 1.0, "high": 2.0}):
         with pytest.raises(FitError, match="not a loss"):
-            LRLawCallback._check_sane(job, _Result(step=10, final=False, prediction=bad))
+            check_sane(job, _Result(step=10, final=False, prediction=bad))
     row = {"index": 0, "predicted": -0.1, "low": -0.2, "high": 0.1}
     with pytest.raises(FitError, match="candidate 0"):
-        LRLawCallback._check_sane(job, _Result(step=10, final=False, prediction=good,
+        check_sane(job, _Result(step=10, final=False, prediction=good,
                                                candidates=[row]))
 
 
 def test_trials_of_a_search_write_to_their_own_folders():
     from types import SimpleNamespace
 
-    from hf_lrlaw.callback import _trial_label
+    from hf_lrlaw.callback.callback import trial_label as _trial_label
 
     plain = SimpleNamespace(is_hyper_param_search=False, trial_name="x", trial_params={"lr": 1})
     assert _trial_label(plain) is None

@@ -402,7 +402,7 @@ def test_plugin_subcommands(capsys, tmp_path, monkeypatch):
             return 0
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr("hf_lrlaw.cli.PLUGINS", {
+    monkeypatch.setattr("hf_lrlaw.cli.parser.PLUGINS", {
         "hello": ("fake_lrlaw_plugin", "say hello"),
         "absent": ("no_such_package_xyz.cli", "not installed"),
     })  # fmt: skip

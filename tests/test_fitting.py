@@ -10,7 +10,9 @@ import pytest
 
 import hf_lrlaw
 from hf_lrlaw import Fit, FitError, LossCurve, Schedule, datasets
-from hf_lrlaw.fitting import _Objective, _prepare, _Space
+from hf_lrlaw._objective import Objective as _Objective
+from hf_lrlaw._objective import Space as _Space
+from hf_lrlaw._objective import prepare as _prepare
 from hf_lrlaw.laws import get_law
 
 MOMENTUM_TRUE = {"L0": 2.6, "A": 0.62, "alpha": 0.45, "C": 0.5}

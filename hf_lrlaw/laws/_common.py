@@ -8,6 +8,7 @@ import numpy as np
 from scipy.optimize import lsq_linear
 
 from hf_lrlaw.laws.areas import TOP_RTOL, lr_area, with_warmup_at_peak
+from hf_lrlaw.laws.base import LawError
 
 WARMUP_MODES = ("peak", "actual", "include")
 
@@ -111,8 +112,7 @@ def anneal_signal_rows(lrs: np.ndarray) -> np.ndarray:
 
 
 def check_warmup(warmup: str) -> str:
-    from hf_lrlaw.laws.base import LawError
-
+    """``warmup`` if it is one of :data:`WARMUP_MODES`, else LawError."""
     if warmup not in WARMUP_MODES:
         raise LawError(f"warmup must be one of {WARMUP_MODES}, got {warmup!r}")
     return warmup
