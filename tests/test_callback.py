@@ -554,7 +554,7 @@ def test_predictions_that_are_not_losses_are_withheld():
 def test_trials_of_a_search_write_to_their_own_folders():
     from types import SimpleNamespace
 
-    from hf_lrlaw.callback.callback import trial_label as _trial_label
+    from hf_lrlaw.callback.run import trial_label as _trial_label
 
     plain = SimpleNamespace(is_hyper_param_search=False, trial_name="x", trial_params={"lr": 1})
     assert _trial_label(plain) is None

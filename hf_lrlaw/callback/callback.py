@@ -15,93 +15,31 @@ Only world rank 0 fits and writes; a stop decision is broadcast so that every pr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
 import os
-import re
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from hf_lrlaw.callback.broadcast import broadcast_decision
-from hf_lrlaw.callback.jobs import FitJob, FitResult
 from hf_lrlaw.callback.options import (
-    check_enough_points,
     check_options,
-    choose_metric,
-    eval_interval,
-    resolve_candidate,
 )
 from hf_lrlaw.callback.ordering import place_before_reporters
-from hf_lrlaw.callback.plan import planned_lrs
-from hf_lrlaw.callback.recording import Recorder, finite
-from hf_lrlaw.callback.worker import FitWorker
-from hf_lrlaw.callback.writer import history_entry, write_record
+from hf_lrlaw.callback.run import PREFIX, FitSettings, TrainingRun
 from hf_lrlaw.curves import LossCurve
 from hf_lrlaw.fit_result import Fit
-from hf_lrlaw.laws.areas import warmup_end
-from hf_lrlaw.schedules import Schedule, ScheduleError
+from hf_lrlaw.schedules import Schedule
 
-__all__ = ["LRLawCallback", "trial_label"]
+__all__ = ["LRLawCallback"]
 
 logger = logging.getLogger("hf_lrlaw.callback")
 
-_PREFIX = "lrlaw/"
 _JOIN_TIMEOUT_S = 600.0  # a fit never takes this long; past it a decision uses the last fit
-# A periodic fit.png is skipped while drawing it would bring the CPU time spent on figures above
-# this share of the training (wall) time so far (the final one is always drawn). Before the
-# first figure its cost is taken to be _PLOT_GUESS_S.
-_PLOT_SHARE = 0.005
-_PLOT_GUESS_S = 0.25
-
-
-def trial_label(state: Any) -> str | None:
-    """During a hyper-parameter search, a folder name of this trial: its name, or a digest of
-    its parameters when the search gives no name (so that trials do not overwrite each other)."""
-    if not getattr(state, "is_hyper_param_search", False):
-        return None
-    if state.trial_name:
-        return re.sub(r"[^\w.\-=,]+", "_", str(state.trial_name))
-    if state.trial_params:
-        text = json.dumps(state.trial_params, sort_keys=True, default=str)
-        return "trial-" + hashlib.sha1(text.encode()).hexdigest()[:10]
-    return None
-
-
-@dataclass
-class _Run:
-    """Everything the callback knows of the run being trained (one per ``train()`` call)."""
-
-    recorder: Recorder
-    worker: FitWorker
-    scheduler: Any
-    optimizer: Any
-    schedule: Schedule | None  # the Schedule the TrainingArguments describe, if exact
-    candidates: list[Schedule]
-    fit_after: int
-    fit_every: int
-    folder: Path
-    name: str
-    info: dict[str, Any]
-    world_size: int
-    active: bool = True
-    latest: FitResult | None = None  # the last successful fit
-    unpublished: dict[str, float] = field(default_factory=dict)
-    fitted_version: int = -1
-    t_begin: float = field(default_factory=time.perf_counter)
-    plot_spent: float = 0.0
-    plot_last: float = 0.0
-
-    def is_boundary(self, g: int) -> bool:
-        return g >= self.fit_after and (g - self.fit_after) % self.fit_every == 0
 
 
 class LRLawCallback(TrainerCallback, ExportableState):
@@ -256,17 +194,10 @@ class LRLawCallback(TrainerCallback, ExportableState):
         self.output_subdir = output_subdir
         self.fit_kwargs = {"prior": None if prior is None else str(prior), **fit_kwargs}
         self.max_fit_points = max_fit_points
-        self._run: _Run | None = None
+        self._run: TrainingRun | None = None
         self._warned_state_args = False
         # set by Trainer._load_callback_state on the instance it builds from a checkpoint
         self._checkpoint: dict[str, Any] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Ray pickles the Trainer's callbacks: the training objects stay behind.
-        out = dict(self.__dict__)
-        if self._run is not None:
-            out["_run"] = _Run(**{**self._run.__dict__, "scheduler": None, "optimizer": None})
-        return out
 
     # -- state ------------------------------------------------------------------------------
 
@@ -363,52 +294,31 @@ class LRLawCallback(TrainerCallback, ExportableState):
         restored, self._checkpoint = self._checkpoint, None
         if self._run is not None:
             self._run.worker.wait()
-        max_steps = int(state.max_steps)
-        fit_after, fit_every = _steps_of(self.fit_after, max_steps), _steps_of(self.fit_every, max_steps)
-        scheduler, optimizer = kwargs.get("lr_scheduler"), kwargs.get("optimizer")
-        planned, source = planned_lrs(scheduler, optimizer, max_steps)
-        metric = choose_metric(self.metric, args, state, fit_after, self.min_points)
-        rec = Recorder(max_steps, planned, source, metric, scheduler, int(state.global_step))
-        if state.global_step > 0:
-            rec.restore(restored, state)
-        rec.fill_plan_gaps()
-        lrs = rec.lrs_for_fit()
-        if not np.any(lrs > 0):
-            rec.event(state.global_step, "zero_lr", "the planned learning rate is zero at every "
-                      "step: the law cannot be fitted (no training happens)", warn=True)  # fmt: skip
-        trial = trial_label(state)
-        base = Path(args.output_dir).name or "run"
-        folder = Path(args.output_dir) / self.output_subdir
-        world_size = int(getattr(args, "world_size", 1) or 1)
-        self._run = _Run(
-            recorder=rec,
-            worker=FitWorker(self.background),
-            scheduler=scheduler,
-            optimizer=optimizer,
-            schedule=Schedule.from_training_args(args, planned),
-            candidates=self._resolve_candidates(args, lrs, max_steps),
-            fit_after=fit_after,
-            fit_every=fit_every,
-            folder=folder / trial if trial else folder,
-            name=f"{base}/{trial}" if trial else base,
-            info={
-                "name": f"{base}/{trial}" if trial else base,
-                "output_dir": str(args.output_dir),
-                "global_step": int(state.global_step),
-                "max_steps": max_steps,
-                "num_train_epochs": state.num_train_epochs,
-                "logging_steps": state.logging_steps,
-                "eval_steps": state.eval_steps if eval_interval(args, state) else None,
-                "gradient_accumulation_steps": args.gradient_accumulation_steps,
-                "per_device_train_batch_size": args.per_device_train_batch_size,
-                "world_size": world_size,
-                "trial_name": state.trial_name,
-                "trial_params": state.trial_params,
-                "resumed_from_step": int(state.global_step) or None,
-            },
-            world_size=world_size,
+        self._run = TrainingRun.begin(
+            args,
+            state,
+            kwargs.get("lr_scheduler"),
+            kwargs.get("optimizer"),
+            restored,
+            settings=FitSettings(
+                law=self.law,
+                fit_kwargs=dict(self.fit_kwargs),
+                level=self.level,
+                min_points=self.min_points,
+                max_fit_points=self.max_fit_points,
+                stop_confidence=None
+                if self.stop_if_predicted_above is None
+                else self.stop_confidence,
+                plot=self.plot,
+                callback_args=self._init_args(),
+            ),
+            metric=self.metric,
+            fit_after=self.fit_after,
+            fit_every=self.fit_every,
+            candidates=self.candidates,
+            output_subdir=self.output_subdir,
+            background=self.background,
         )
-        check_enough_points(rec, args, state, fit_after, self.min_points)
 
     def on_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
         # After optimizer.step() and before lr_scheduler.step(): the LR this update used. A
@@ -425,7 +335,7 @@ class LRLawCallback(TrainerCallback, ExportableState):
             return
         g = state.global_step
         if state.is_world_process_zero and run.is_boundary(g):
-            self._launch(g, final=False)
+            run.launch(g, final=False)
 
     def on_step_end(self, args, state, control, **kwargs):
         run = self._run
@@ -449,7 +359,7 @@ class LRLawCallback(TrainerCallback, ExportableState):
         g = state.global_step
         added: dict[str, float] = {}
         if "loss" in logs and run.recorder.record_train_loss(g, logs):
-            added[_PREFIX + "diverged"] = 1.0
+            added[PREFIX + "diverged"] = 1.0
         if "learning_rate" in logs and g >= 1:
             run.recorder.check_logged_lr(g, logs["learning_rate"])
         if state.is_world_process_zero:
@@ -481,7 +391,7 @@ class LRLawCallback(TrainerCallback, ExportableState):
             self._take_result()
             g = int(state.global_step)
             if g >= run.fit_after:
-                self._launch(g, final=True, wait=True)
+                run.launch(g, final=True, wait=True)
                 self._take_result()
             else:
                 run.recorder.say(
@@ -492,7 +402,7 @@ class LRLawCallback(TrainerCallback, ExportableState):
                     "min_points) lower to get predictions from short runs",
                     warn=True,
                 )
-                self._write_record_now()
+                run.write_record_now()
             if run.latest and run.latest.prediction:
                 p = run.latest.prediction
                 logger.info(
@@ -505,131 +415,6 @@ class LRLawCallback(TrainerCallback, ExportableState):
         run.scheduler = run.optimizer = None
 
     # -- fits ------------------------------------------------------------------------------------
-
-    def _resolve_candidates(self, args: Any, lrs: np.ndarray, max_steps: int) -> list[Schedule]:
-        defaults = {
-            "peak_lr": float(np.max(lrs)) if len(lrs) and np.max(lrs) > 0 else args.learning_rate,
-            "total_steps": max_steps,
-            "warmup_steps": int(warmup_end(lrs)),
-        }
-        resolved = []
-        for item in self.candidates:
-            try:
-                resolved.append(resolve_candidate(item, defaults))
-            except ScheduleError as exc:
-                raise ValueError(
-                    f"LRLawCallback: candidate {item!r} does not fit this run "
-                    f"(max_steps={max_steps}): {exc}"
-                ) from None
-        return resolved
-
-    def _launch(self, g: int, *, final: bool, wait: bool = False) -> None:
-        """Start a fit on the data through global step ``g`` (rank 0)."""
-        run = self._run
-        assert run is not None
-        rec = run.recorder
-        if run.worker.busy():
-            if not wait:
-                rec.say("busy", "LRLawCallback: a fit was still running at a fit boundary; "
-                        "that fit is skipped (fit less often, or set a larger fit_every)")  # fmt: skip
-                return
-            run.worker.wait()
-        self._take_result()
-        since = self.fit_kwargs.get("min_step", 0)  # points before it are not fitted
-        since = since if isinstance(since, int) and not isinstance(since, bool) else 0
-        n = rec.n_points(since=since)
-        if n < self.min_points:
-            rec.say(
-                f"few_{g}" if final else "few",
-                f"LRLawCallback: {n} {rec.metric} point(s) at step {g}"
-                f"{f' from step {since} (min_step) on' if since > 0 else ''}, fewer than "
-                f"min_points={self.min_points}: no fit yet",
-                warn=final,
-            )
-            if final:
-                self._write_record_now()
-            return
-        if rec.version == run.fitted_version:
-            if final:  # nothing new since the last fit: the record says the run is over
-                self._write_record_now()
-            return
-        run.fitted_version = rec.version
-        run.worker.start(self._job(g, final), wait=wait)
-
-    def _job(self, g: int, final: bool) -> FitJob:
-        """A snapshot of everything a fit at global step ``g`` needs (training thread)."""
-        run = self._run
-        assert run is not None
-        rec = run.recorder
-        rec.check_plan(g)
-        lrs = rec.lrs_for_fit()
-        record = {
-            "run": {**run.info, "global_step": int(g)},
-            "metric": rec.metric,
-            "schedule": {
-                "text": None if run.schedule is None else str(run.schedule),
-                "source": rec.plan_source,
-                "peak_lr": float(np.max(lrs)) if len(lrs) else None,
-            },
-            "planned_lrs": [float(x) for x in np.nan_to_num(rec.planned)],
-            "callback": self._init_args(),
-        }
-        elapsed = time.perf_counter() - run.t_begin
-        plot_due = final or run.plot_spent + (run.plot_last or _PLOT_GUESS_S) <= _PLOT_SHARE * elapsed
-        return FitJob(
-            step=g, final=final, metric=rec.metric, lrs=lrs,
-            points={m: rec.arrays(m) for m in rec.points}, folder=run.folder, record=record,
-            history=list(rec.history), events=list(rec.events), candidates=list(run.candidates),
-            run_name=run.name, law=self.law, fit_kwargs=dict(self.fit_kwargs), level=self.level,
-            min_points=self.min_points, max_fit_points=self.max_fit_points,
-            stop_confidence=None if self.stop_if_predicted_above is None else self.stop_confidence,
-            plot=self.plot and plot_due, previous=run.latest,
-        )  # fmt: skip
-
-    def _take_result(self) -> None:
-        """Take in a finished fit (training thread): metrics to publish, history, warnings."""
-        run = self._run
-        result = run.worker.take() if run is not None else None
-        if result is None:
-            return
-        if result.plot_cpu:
-            run.plot_spent += result.plot_cpu
-            run.plot_last = result.plot_cpu
-        if result.fit is None:
-            run.recorder.event(result.step, "fit_failed", result.failure, warn=True)
-            return
-        run.latest = result
-        run.recorder.history.append(history_entry(result))
-        if result.final:
-            return
-        p = result.prediction or {}
-        metrics = {
-            "predicted_final_loss": p.get("final_loss"),
-            "predicted_final_loss_low": p.get("low"),
-            "predicted_final_loss_high": p.get("high"),
-            "annealing_identified": 1.0 if p.get("annealing_identified") else 0.0,
-            "fit_step": float(result.step),
-        }
-        if result.candidates:
-            best = min(result.candidates, key=lambda r: r["predicted"])
-            metrics["best_candidate"] = float(best["index"])
-            metrics["best_candidate_final_loss"] = best["predicted"]
-            metrics["best_candidate_final_loss_low"] = best["low"]
-            metrics["best_candidate_final_loss_high"] = best["high"]
-            for row in result.candidates:
-                metrics[f"candidate_{row['index']}_final_loss"] = row["predicted"]
-        run.unpublished.update(
-            {_PREFIX + k: float(v) for k, v in metrics.items() if finite(v) is not None}
-        )
-
-    def _write_record_now(self) -> None:
-        run = self._run
-        if run is None:
-            return
-        try:
-            write_record(self._job(run.recorder.done, True), run.latest, new=False)
-        except Exception as exc:
-            logger.warning("LRLawCallback: could not write %s: %s", run.folder, exc)
 
     # -- decisions -------------------------------------------------------------------------------
 
@@ -667,8 +452,12 @@ class LRLawCallback(TrainerCallback, ExportableState):
                 )
                 run.recorder.event(g, "stop", message)
                 logger.warning("LRLawCallback: %s", message)
-                run.unpublished[_PREFIX + "stopped"] = 1.0
+                run.unpublished[PREFIX + "stopped"] = 1.0
         return decision
+
+    def _take_result(self) -> None:
+        if self._run is not None:
+            self._run.take_result()
 
     def _place_before_reporters(self) -> None:
         # Only from on_init_end / on_train_begin: the CallbackHandler is a frame or two up.
@@ -677,13 +466,6 @@ class LRLawCallback(TrainerCallback, ExportableState):
                 "LRLawCallback: could not find the Trainer's callback list; its metrics reach "
                 "state.log_history but not the integrations listed before it"
             )
-
-
-def _steps_of(value: int | float, max_steps: int) -> int:
-    """``fit_after`` / ``fit_every`` in steps: an int as is, a fraction of ``max_steps``."""
-    if isinstance(value, float):
-        return max(1, math.ceil(value * max_steps))
-    return int(value)
 
 
 def _json_safe(value: Any) -> bool:

@@ -9,9 +9,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from hf_lrlaw.callback.recording import Recorder, finite
 from hf_lrlaw.fitting import fit
 from hf_lrlaw.laws import LawError, available_laws, get_law
+from hf_lrlaw.laws.areas import warmup_end
 from hf_lrlaw.schedules import Schedule, ScheduleError
 
 __all__ = [
@@ -21,6 +24,7 @@ __all__ = [
     "choose_metric",
     "eval_interval",
     "resolve_candidate",
+    "resolve_candidates",
 ]
 
 FIT_KWARGS_EXCLUDED = ("curves", "law")
@@ -124,6 +128,28 @@ def resolve_candidate(item: Schedule | str, defaults: Mapping[str, Any] | None) 
     if not isinstance(item, str):
         raise ScheduleError(f"a candidate must be a Schedule or its text, got {type(item).__name__}")
     return Schedule.parse(item, defaults=defaults)
+
+
+def resolve_candidates(
+    candidates: Sequence[Schedule | str], args: Any, lrs: np.ndarray, max_steps: int
+) -> list[Schedule]:
+    """The candidates as Schedules of this run: text takes the run's peak LR, length and warmup
+    where it leaves them out."""
+    defaults = {
+        "peak_lr": float(np.max(lrs)) if len(lrs) and np.max(lrs) > 0 else args.learning_rate,
+        "total_steps": max_steps,
+        "warmup_steps": int(warmup_end(lrs)),
+    }
+    resolved = []
+    for item in candidates:
+        try:
+            resolved.append(resolve_candidate(item, defaults))
+        except ScheduleError as exc:
+            raise ValueError(
+                f"LRLawCallback: candidate {item!r} does not fit this run "
+                f"(max_steps={max_steps}): {exc}"
+            ) from None
+    return resolved
 
 
 def eval_interval(args: Any, state: Any) -> int | None:
