@@ -1,6 +1,6 @@
 # The two set-up commands of README.md:
-#   make demo   create .venv, install, run the main job on its built-in default
-#   make test   create .venv, install, run the whole test suite
+#   make demo   create .venv, install (all extras), run the main job on its built-in default
+#   make test   create .venv, install (all extras and dev tools), run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[all,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)

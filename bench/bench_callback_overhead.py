@@ -41,15 +41,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from common import machine  # noqa: E402
-from tiny import byte_datasets, tiny_args, tiny_gpt2  # noqa: E402
 
 import hf_lrlaw  # noqa: E402
 from hf_lrlaw.callback import LRLawCallback  # noqa: E402
+from hf_lrlaw.testing import byte_datasets, tiny_args, tiny_gpt2  # noqa: E402
 
 CONFIGS = ("none", "record", "fits")
 EVENTS = ("on_init_end", "on_train_begin", "on_step_begin", "on_optimizer_step", "on_step_end",

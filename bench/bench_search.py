@@ -50,7 +50,8 @@ from ray.tune.schedulers import ASHAScheduler  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 
 from tune_search import LRLawSearcher, LRLawStopper, ScheduleSpace  # noqa: E402
-from tune_search.simulate import SimulatedWorld, drive  # noqa: E402
+from tune_search.simulate import SimulatedWorld  # noqa: E402
+from tune_search.testing import drive  # noqa: E402
 
 TOL = 0.005
 WORLDS = ["multipower:25M", "multipower:100M", "multipower:400M",

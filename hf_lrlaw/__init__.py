@@ -6,7 +6,7 @@ candidate schedules before paying for full training runs.
 """
 
 from hf_lrlaw import datasets
-from hf_lrlaw._version import __version__
+from hf_lrlaw._version import __version__ as __version__
 from hf_lrlaw.curves import CurveError, LossCurve, load, read_csv, read_trainer_state, write_csv
 from hf_lrlaw.fit_result import Fit, FitError, GoodnessOfFit
 from hf_lrlaw.fitting import fit
@@ -45,7 +45,7 @@ __all__ = [
 def __getattr__(name: str):
     # The callback imports transformers: only when asked for, so the law core stays light.
     if name == "LRLawCallback":
-        from hf_lrlaw.callback import LRLawCallback
+        from hf_lrlaw.callback import LRLawCallback  # ImportError naming the [hf] extra
 
         return LRLawCallback
     raise AttributeError(f"module 'hf_lrlaw' has no attribute {name!r}")

@@ -14,16 +14,13 @@ import argparse
 import gc
 import json
 import os
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch
+import transformers
 
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from tiny import byte_datasets, tiny_args, tiny_gpt2  # noqa: E402
-
-from hf_lrlaw.callback import LRLawCallback  # noqa: E402
+from hf_lrlaw.callback import LRLawCallback
+from hf_lrlaw.testing import byte_datasets, tiny_args, tiny_gpt2
 
 STEPS = 40
 STOP_STEPS = 80

@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from tiny import byte_datasets, tiny_args, tiny_gpt2
 
 from hf_lrlaw import Fit, FitError, LossCurve, Schedule, fit, load
 from hf_lrlaw.callback import RECORD_SCHEMA, LRLawCallback, planned_lrs
+from hf_lrlaw.testing import byte_datasets, tiny_args, tiny_gpt2
 
 transformers.logging.set_verbosity_error()
 
@@ -65,14 +65,7 @@ class StopAt(transformers.TrainerCallback):
             control.should_training_stop = True
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Torch on one thread: the runs are tiny, and with two threads on two cores shared with
-    other work, OpenMP's waiting makes every step many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -143,7 +143,8 @@ def test_csv_schedule_as_array_and_mapping(tmp_path):
 
 
 def test_csv_schedule_object_and_text(tmp_path):
-    schedules = pytest.importorskip("hf_lrlaw.schedules", reason="needs hf_lrlaw.schedules")
+    from hf_lrlaw import schedules
+
     sched = schedules.Schedule.cosine(1e-3, 100, warmup_steps=10, final_ratio=0.1)
     expected = sched.lrs()
     path = tmp_path / "cos.csv"
@@ -313,8 +314,8 @@ MAX_STEPS, LOGGING_STEPS, EVAL_STEPS, WARMUP, PEAK = 20, 5, 10, 4, 1e-3
 
 @pytest.fixture(scope="module")
 def trainer_run(tmp_path_factory):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    import torch
+    import transformers
 
     class Bytes(torch.utils.data.Dataset):
         def __init__(self, n: int, seed: int) -> None:
@@ -411,7 +412,8 @@ def test_trainer_state_with_schedule(trainer_run):
     longer = np.r_[actual, np.full(10, actual[-1])]
     with pytest.warns(UserWarning, match="schedule has 30 steps but the run's max_steps is 20"):
         read_trainer_state(out, schedule=longer)
-    schedules = pytest.importorskip("hf_lrlaw.schedules", reason="needs hf_lrlaw.schedules")
+    from hf_lrlaw import schedules
+
     sched = schedules.Schedule.linear(PEAK, MAX_STEPS, warmup_steps=WARMUP)
     for given_as in (sched, str(sched)):
         with warnings.catch_warnings():

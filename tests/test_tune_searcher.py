@@ -15,7 +15,8 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from hf_lrlaw import Schedule, fit
 from hf_lrlaw.curves import LossCurve
 from tune_search import LRLawSearcher, LRLawStopper, ScheduleSpace
-from tune_search.simulate import SimulatedWorld, TrialStub, drive
+from tune_search.simulate import SimulatedWorld
+from tune_search.testing import TrialStub, drive
 
 
 def _world(law: str = "momentum", seed: int = 0, **kw) -> tuple[SimulatedWorld, ScheduleSpace]:
@@ -239,7 +240,7 @@ def test_default_prior_gives_way_once_a_decayed_run_finished():
     grown = searcher.current_fit()
     assert grown is not None and grown.prior is None
     own = LRLawSearcher(space, metric="loss", fit_kwargs={"prior": "default"})
-    assert not own._book.default_prior_until_annealed  # a prior the user asked for stays
+    assert not own.book.default_prior_until_annealed  # a prior the user asked for stays
 
 
 # -- bad input: a clear message, and the search goes on ----------------------------------------
@@ -335,9 +336,9 @@ def test_restarted_trial_replaces_its_curve():
     s = LRLawSearcher(_small_space(world), metric="loss")
     cfg = s.suggest("t")
     _feed(s, world, "t", cfg["schedule"], upto=world.total_steps // 2)
-    n_before = len(s._book.records["t"].steps)
+    n_before = len(s.book.records["t"].steps)
     _feed(s, world, "t", cfg["schedule"], upto=world.total_steps // 4)  # a retry from the start
-    rec = s._book.records["t"]
+    rec = s.book.records["t"]
     assert len(rec.steps) < n_before and rec.restarts == 1
     assert rec.steps == sorted(rec.steps)
 

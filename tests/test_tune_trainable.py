@@ -5,19 +5,15 @@ Trainer.hyperparameter_search(backend="ray", search_alg=LRLawSearcher(...))."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny import byte_datasets as _byte_datasets  # tests/tiny.py: tiny GPT-2, bytes of text
-from tiny import tiny_gpt2
 from transformers import TrainingArguments
 
 from hf_lrlaw import Schedule
+from hf_lrlaw.testing import byte_datasets as _byte_datasets
+from hf_lrlaw.testing import tiny_gpt2
 from tune_search.space import ScheduleSpace
 from tune_search.trainable import ScheduleMismatchError, ScheduleTrainer
 
@@ -64,27 +60,6 @@ def test_schedule_trainer_refuses_another_horizon(tmp_path):
                               max_steps_allowed=50)
     with pytest.raises(ScheduleMismatchError, match="total_steps=80 but this trial runs exactly 50"):
         trainer.set_schedule(Schedule.cosine(1e-3, 80))
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray")
-    saved = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp, log_to_driver=False)
-    # the model and data helpers live in tests/, which Ray workers cannot import
-    import tiny
-
-    ray.cloudpickle.register_pickle_by_value(tiny)
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    yield ray
-    ray.shutdown()
-    shutil.rmtree(temp, ignore_errors=True)
-    if saved is None:
-        os.environ.pop("RAY_AUTH_MODE", None)
-    else:
-        os.environ["RAY_AUTH_MODE"] = saved
 
 
 @pytest.mark.slow

@@ -3,13 +3,13 @@ law's predicted curves for the top candidates against the actual curves of the r
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hf_lrlaw.files import json_ready, write_atomic, write_json
 from hf_lrlaw.schedules import Schedule, ScheduleError
 
 if TYPE_CHECKING:
@@ -52,17 +52,7 @@ def recommended_dict(searcher: LRLawSearcher) -> dict[str, Any]:
         "law": searcher.law,
         "finished": searcher.finished_reason,
     }
-    return json.loads(json.dumps(out, default=_plain))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, tuple):
-        return list(value)
-    return str(value)
+    return json_ready(out)
 
 
 def _fmt(x: Any, spec: str = ".5g") -> str:
@@ -81,23 +71,20 @@ def write_report(searcher: LRLawSearcher, output_dir: str | Path, *, top: int = 
     except RuntimeError:  # nothing finished and nothing could be fitted
         rec = None
     if rec is not None:
-        paths["recommended"] = out / "recommended.json"
-        paths["recommended"].write_text(json.dumps(rec, indent=1) + "\n")
+        paths["recommended"] = write_json(out / "recommended.json", rec)
     trials = searcher.trials()
-    paths["trials"] = out / "trials.json"
-    paths["trials"].write_text(json.dumps(trials, indent=1, default=_plain) + "\n")
+    paths["trials"] = write_json(out / "trials.json", trials)
     ranking = searcher.ranking()
     fit = searcher.current_fit()
     if ranking is not None:
-        paths["ranking"] = out / "ranking.csv"
-        paths["ranking"].write_text(ranking.to_csv())
+        paths["ranking"] = write_atomic(out / "ranking.csv", ranking.to_csv())
     if fit is not None:
         paths["fit"] = fit.save(out / "fit.json")
     if figure:
         try:
             paths["figure"] = plot_search(searcher, out / "report.png")
         except Exception as exc:  # a figure problem never loses the rest of the report
-            searcher._book.warn(None, f"the report figure could not be drawn: {exc}", "figure")
+            searcher.book.warn(None, f"the report figure could not be drawn: {exc}", "figure")
 
     total = max((t["total_steps"] for t in trials), default=0)
     compute = searcher.compute_steps
@@ -105,14 +92,14 @@ def write_report(searcher: LRLawSearcher, output_dir: str | Path, *, top: int = 
     lines = [
         "# Learning-rate schedule search",
         "",
-        f"{searcher._space_desc}; law **{searcher.law}**; metric `{searcher.metric}`.",
+        f"{searcher.space_description}; law **{searcher.law}**; metric `{searcher.metric}`.",
         "",
         "## Recommended schedule",
         "",
     ]
     if rec is None:
         lines.append("None: no trial finished and the law could not be fitted "
-                     f"({searcher._book.fit_error or 'no data'}); see the problems below.")
+                     f"({searcher.book.fit_error or 'no data'}); see the problems below.")
     else:
         lines += [f"`{rec['schedule']}`", ""]
     if rec is None:
@@ -167,8 +154,7 @@ def write_report(searcher: LRLawSearcher, output_dir: str | Path, *, top: int = 
         lines += ["", "## Problems met", ""] + [f"- {m}" for m in msgs]
     if "figure" in paths:
         lines += ["", "## Curves", "", f"![predicted vs actual]({paths['figure'].name})"]
-    paths["report"] = out / "report.md"
-    paths["report"].write_text("\n".join(lines) + "\n")
+    paths["report"] = write_atomic(out / "report.md", "\n".join(lines) + "\n")
     return paths
 
 
@@ -177,19 +163,22 @@ def plot_search(searcher: LRLawSearcher, path: str | Path, top: int = 4) -> Path
     law's fit as lines, the predicted curves of the top untried candidates dashed, with bands);
     and the ranking (every candidate's predicted final loss with its interval, and the actual
     final loss of each run made at its rank)."""
-    import matplotlib
+    from matplotlib import rcParams
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from hf_lrlaw.plots import save_figure
 
     fit = searcher.current_fit()
     ranking = searcher.ranking()
-    fig, (ax_lr, ax_loss, ax_rank) = plt.subplots(1, 3, figsize=(16, 5.2))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(16, 5.2))
+    FigureCanvasAgg(fig)
+    ax_lr, ax_loss, ax_rank = fig.subplots(1, 3)
+    colors = rcParams["axes.prop_cycle"].by_key()["color"]
     k = 0
     made: list[tuple[str, float, str]] = []
-    for rec in searcher._book.records.values():
-        curve = searcher._book.curve(rec)
+    for rec in searcher.book.records.values():
+        curve = searcher.book.curve(rec)
         if curve is None:
             continue
         color = colors[k % len(colors)]
@@ -204,7 +193,7 @@ def plot_search(searcher: LRLawSearcher, path: str | Path, top: int = 4) -> Path
             grid = _grid(s)
             ax_loss.plot(grid, fit.predict(s.lrs(), grid), "-", lw=1, color=color)
     if ranking is not None and fit is not None:
-        tried = {r.schedule for r in searcher._book.records.values()}
+        tried = {r.schedule for r in searcher.book.records.values()}
         shown = 0
         for row in ranking:
             if str(row.schedule) in tried:
@@ -230,7 +219,7 @@ def plot_search(searcher: LRLawSearcher, path: str | Path, top: int = 4) -> Path
     ax_loss.set_ylabel(searcher.metric or "loss")
     ax_loss.set_title(f"actual (points), fitted (lines), predicted (dashed); {searcher.law} law",
                       fontsize=10)
-    losses = [v for r in searcher._book.records.values() for v in r.losses
+    losses = [v for r in searcher.book.records.values() for v in r.losses
               if math.isfinite(v) and v > 0]
     if losses:
         lo, hi = np.percentile(losses, [0, 90])
@@ -240,10 +229,7 @@ def plot_search(searcher: LRLawSearcher, path: str | Path, top: int = 4) -> Path
         fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7.5, frameon=False)
     rows = (len(handles) + 1) // 2
     fig.tight_layout(rect=(0, min(0.02 + 0.036 * rows, 0.4), 1, 1))
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def _plot_ranking(ax: Any, ranking: Any, made: list[tuple[str, float, str]], metric: str) -> None:

@@ -9,35 +9,30 @@ best untried candidate runs in full (preferring one from a family of schedules t
 yet), the law is refitted as results arrive, and the searcher returns FINISHED when ``top_k``
 candidates ran in full or when no remaining candidate can beat the best beyond the law's
 uncertainty. The recommendation is the finished run with the lowest actual final loss.
+
+The decisions are made by a Ray-free :class:`~tune_search.policy.SearchPolicy`; this class is
+the ``ray.tune.search.Searcher`` adapter over it, as Ray's ``OptunaSearch`` is over a study.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from ray.tune.search import Searcher
 from ray.tune.search.variant_generator import _has_unresolved_values
 
-from hf_lrlaw.curves import CurveError, load
-from hf_lrlaw.fitting import SCHEMA as FIT_SCHEMA
-from hf_lrlaw.fitting import Fit, FitError, fit
-from hf_lrlaw.ranking import Ranking, rank
+from hf_lrlaw.fit_result import Fit
+from hf_lrlaw.ranking import Ranking
 from hf_lrlaw.schedules import Schedule
-from tune_search._records import FINISHED, STOPPED, CurveBook, parse_schedules, single_thread
-from tune_search.space import ScheduleSpace, family, fingerprint
+from tune_search.policy import FINISHED, SearchPolicy
+from tune_search.records import CurveBook
+from tune_search.space import ScheduleSpace
 
-__all__ = ["LRLawSearcher", "STATE_SCHEMA"]
-
-logger = logging.getLogger("tune_search")
-
-STATE_SCHEMA = "tune_search.searcher/1"
+__all__ = ["LRLawSearcher"]
 
 
 class LRLawSearcher(Searcher):
@@ -144,97 +139,12 @@ class LRLawSearcher(Searcher):
         if mode not in (None, "min"):
             raise ValueError(f"LRLawSearcher minimises a loss: mode must be 'min', got {mode!r}")
         super().__init__(metric=metric, mode=mode)
-        if isinstance(space, ScheduleSpace):
-            self._space_desc = space.describe()
-            candidates = space.candidates()
-            default_pilots = space.pilots
-        else:
-            candidates = parse_schedules(list(space), "space")
-            self._space_desc = f"{len(candidates)} candidate schedules"
-            default_pilots = lambda: _default_pilots(candidates)  # noqa: E731
-        if max_steps is not None:
-            longer = [c for c in candidates if c.total_steps > max_steps]
-            if longer:
-                candidates = [c for c in candidates if c.total_steps <= max_steps]
-                logger.warning(
-                    "LRLaw search: dropped %d candidate(s) with total_steps > max_steps=%d (the "
-                    "most a trial can run), e.g. %s", len(longer), max_steps, longer[0])
-        seen: dict[Schedule, None] = {}
-        for c in candidates:
-            seen.setdefault(c, None)
-        candidates = list(seen)
-        if not candidates:
-            detail = ""
-            if isinstance(space, ScheduleSpace) and space.skipped:
-                detail = (f"; all {len(space.skipped)} combinations were invalid, e.g. "
-                          f"{space.skipped[0][0]}: {space.skipped[0][1]}")
-            if max_steps is not None:
-                detail += f" with total_steps <= max_steps={max_steps}"
-            raise ValueError(f"the schedule space holds no candidates{detail}")
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
-        if not 0 < level < 1:
-            raise ValueError(f"level must be in (0, 1), got {level}")
-        if pilot_steps is not None and (
-            (isinstance(pilot_steps, float) and not 0 < pilot_steps <= 1)
-            or (isinstance(pilot_steps, int) and pilot_steps < 1)
-        ):
-            raise ValueError(f"pilot_steps must be a fraction in (0, 1] or a step count >= 1, "
-                             f"got {pilot_steps!r}")
-        self._candidates: list[Schedule] = candidates
-        self._texts = [str(s) for s in candidates]
-        self._fingerprint = fingerprint(candidates)
-        self.law = law
-        self.law_options = dict(law_options or {})
-        self.top_k = int(top_k)
-        self.margin = float(margin)
-        self.level = float(level)
-        self.pilot_steps = pilot_steps
-        self.config_fn = config_fn
-        self.diversify = bool(diversify)
-        self.seed = int(seed)
-
-        self.fit_kwargs = dict(fit_kwargs or {})
-        if "law" in self.fit_kwargs or "law_options" in self.fit_kwargs:
-            raise ValueError("give law= and law_options= to LRLawSearcher, not in fit_kwargs")
-        if prior_fit is None and "prior" not in self.fit_kwargs and not self.law_options:
-            # Pilots are young runs: the prior learned on public curves supplies what their
-            # data cannot tell yet, until a finished run with LR decay shows it.
-            self.fit_kwargs["prior"] = "default"
-            until_annealed = True
-        else:
-            until_annealed = False
-        self._book = CurveBook(metric, law, self.law_options, fit_kwargs=self.fit_kwargs,
-                               default_prior_until_annealed=until_annealed)
-        self._prior: Fit | None = None
-        self._prior_source: str | None = None
-        if prior_fit is not None:
-            if "prior" in self.fit_kwargs:
-                raise ValueError("give prior_fit= or fit_kwargs['prior'], not both")
-            self._load_prior(prior_fit)
-            if self._prior.law != law:
-                logger.warning("LRLaw search: the prior fit is of the %s law; the search fits "
-                               "that law (not %s)", self._prior.law, law)
-                self.law = self._prior.law
-            self._book.fit_kwargs["prior"] = self._prior
-        if pilots is None:
-            if self._prior is not None:
-                pilot_list = []
-            elif max_steps is not None:
-                pilot_list = _default_pilots(candidates)
-            else:
-                pilot_list = default_pilots()
-        else:
-            pilot_list = parse_schedules(list(pilots), "pilots")
-        self._pilots = [str(p) for p in pilot_list]
-        self.max_trials = (len(self._pilots) + 3 * self.top_k) if max_trials is None else int(max_trials)
-        self._next_pilot = 0
-        self._finished: str | None = None
-        self._ranking: Ranking | None = None
-        self._ranking_fit: Fit | None = None
-        self._ranking_failed: frozenset[str] = frozenset()
-        self._fit_used: str | None = None
-        self._log: list[str] = []
+        self.policy = SearchPolicy(
+            space, metric, law, pilots, top_k, prior_fit, law_options=law_options,
+            pilot_steps=pilot_steps, margin=margin, level=level, max_trials=max_trials,
+            diversify=diversify, max_steps=max_steps, fit_kwargs=fit_kwargs,
+            config_fn=config_fn, seed=seed,
+        )
         self._num_samples_warned = False
 
     # -- Ray Searcher API ------------------------------------------------------------------------
@@ -253,19 +163,19 @@ class LRLawSearcher(Searcher):
             return False
         if metric:
             self._metric = metric
-            self._book.metric = metric
+            self.book.metric = metric
         self._mode = "min"
         if isinstance(config, Mapping) and "schedule" in config:
-            self._note("param_space has a 'schedule' key: each trial's suggested schedule "
-                       "replaces it")
+            self.policy.note("param_space has a 'schedule' key: each trial's suggested schedule "
+                              "replaces it")
         samples = spec.get("num_samples")
-        needed = len(self._pilots) + self.top_k
+        needed = len(self.policy.pilots) + self.policy.top_k
         if isinstance(samples, int) and 0 < samples < needed and not self._num_samples_warned:
             self._num_samples_warned = True
-            self._book.warn(None, f"num_samples={samples} lets Tune start only {samples} "
-                            f"trial(s); this search wants {len(self._pilots)} pilot(s) + "
-                            f"top_k={self.top_k} full runs. Set num_samples=-1: the searcher "
-                            "finishes by itself")
+            self.book.warn(None, f"num_samples={samples} lets Tune start only {samples} "
+                           f"trial(s); this search wants {len(self.policy.pilots)} pilot(s) + "
+                           f"top_k={self.policy.top_k} full runs. Set num_samples=-1: the "
+                           "searcher finishes by itself")
         return True
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
@@ -278,67 +188,17 @@ class LRLawSearcher(Searcher):
                 "TuneConfig(metric=...) with a non-empty param_space (Tune passes TuneConfig's "
                 "metric to a searcher only then)"
             )
-        self._book.metric = self._metric
-        if self._finished:
-            return Searcher.FINISHED
-        started = len(self._book.records)
-        errored = [r for r in self._book.records.values() if r.status == "error"]
-        if len(errored) >= 3 and len(errored) == started and not any(r.steps for r in errored):
-            return self._finish_or_wait(
-                f"the first {started} trials all errored before reporting a loss: the trainable "
-                "seems broken (see the trials' error files in the Tune results)")
-        if started >= self.max_trials:
-            return self._finish_or_wait(f"max_trials={self.max_trials} trials started")
-        # 1. pilots
-        if self._next_pilot < len(self._pilots):
-            text = self._pilots[self._next_pilot]
-            self._next_pilot += 1
-            return self._issue(trial_id, text, "pilot")
-        if self._has_running("pilot") and self._prior is None:
-            return None  # the first ranking waits for the pilots
-        # 2. the full runs
-        full = self._full_candidate_runs()
-        if full >= self.top_k:
-            return self._finish_or_wait(f"top_k={self.top_k} candidates ran in full")
-        if full + self._running_candidates() >= self.top_k:
-            return None
-        ranking = self.ranking()
-        if ranking is None:
-            if self._has_running():
-                return None
-            text = self._fallback_candidate()
-            if text is None:
-                return self._finish_or_wait("every candidate was tried")
-            self._note(f"no fit is available ({self._book.fit_error}); suggesting the next "
-                       f"untried candidate in fallback order: {text}")
-            return self._issue(trial_id, text, "fallback")
-        open_ = self.open_candidates(ranking)
-        if not open_:
-            reason = ("every candidate was tried" if self._untried_count() == 0 else
-                      "no remaining candidate can beat the best beyond the law's uncertainty")
-            return self._finish_or_wait(reason)
-        pick = open_[0]
-        if self.diversify:
-            run = self._families_run()
-            pick = next((r for r in open_ if family(r.schedule) not in run), pick)
-        config = self._issue(trial_id, str(pick.schedule), "candidate")
-        self._book.records[trial_id].predicted = (pick.predicted, pick.low, pick.high)
-        return config
+        self.book.metric = self._metric
+        out = self.policy.suggest(trial_id)
+        return Searcher.FINISHED if out == FINISHED else out
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        self._book.ingest(trial_id, result)
+        self.policy.on_result(trial_id, result)
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        rec = self._book.complete(trial_id, result, error)
-        if rec is None:
-            return
-        status = rec.status
-        if rec.role == "pilot" and status == STOPPED and self._pilot_stop(rec.schedule) is not None:
-            rec.note = f"partial pilot, ran to step {rec.steps[-1] if rec.steps else None}"
-        self._note(f"trial {trial_id} {status}: {rec.schedule}"
-                   + (f" (final {self._book.metric} {rec.final_loss:.5g})" if rec.final_loss else ""))
+        self.policy.on_complete(trial_id, result, error)
 
     def add_evaluated_point(self, parameters: dict, value: float, error: bool = False,
                             pruned: bool = False, intermediate_values: list[float] | None = None):
@@ -361,295 +221,89 @@ class LRLawSearcher(Searcher):
         self.set_state(state)
 
     def get_state(self) -> dict[str, Any]:
-        return {
-            "schema": STATE_SCHEMA,
-            "metric": self._metric,
-            "mode": self._mode,
-            "fingerprint": self._fingerprint,
-            "pilots": self._pilots,
-            "next_pilot": self._next_pilot,
-            "finished": self._finished,
-            "book": self._book.state(),
-            "prior": self._prior.to_dict() if self._prior is not None else None,
-            "prior_source": self._prior_source,
-            "log": self._log,
-            "top_k": self.top_k,
-            "law": self.law,
-        }
+        return {**self.policy.get_state(), "metric": self._metric, "mode": self._mode}
 
     def set_state(self, state: Mapping[str, Any]) -> None:
-        if not isinstance(state, Mapping) or state.get("schema") != STATE_SCHEMA:
-            raise ValueError(f"not a saved LRLawSearcher state (schema {STATE_SCHEMA!r})")
-        if state.get("fingerprint") != self._fingerprint:
-            raise ValueError(
-                "the saved search ran over a different candidate list than this searcher's "
-                "space; restore with the same ScheduleSpace"
-            )
+        self.policy.set_state(state)
         self._metric = state.get("metric") or self._metric
         self._mode = state.get("mode") or self._mode
-        self._pilots = list(state["pilots"])
-        self._next_pilot = int(state["next_pilot"])
-        self._finished = state.get("finished")
-        self._book.set_state(state["book"])
-        self._book.metric = self._metric
-        self._prior = Fit.from_dict(state["prior"]) if state.get("prior") else self._prior
-        self._prior_source = state.get("prior_source")
-        if self._prior is not None:
-            self._book.fit_kwargs["prior"] = self._prior
-        self._log = list(state.get("log", []))
-        self._ranking, self._ranking_fit = None, None
+        self.book.metric = self._metric
 
-    def __getstate__(self) -> dict[str, Any]:
-        d = self.__dict__.copy()
-        d["_ranking"], d["_ranking_fit"], d["_ranking_failed"] = None, None, frozenset()
-        return d
+    # -- the policy's decisions and views --------------------------------------------------------
+    @property
+    def book(self) -> CurveBook:
+        """The search's bookkeeping (:class:`~tune_search.records.CurveBook`): every trial's
+        record and curve, and the joint fit on them; the stopper and the report read it."""
+        return self.policy.book
 
-    # -- decisions -------------------------------------------------------------------------------
-    def current_fit(self) -> Fit | None:
-        """The fit the ranking uses: the joint fit on every reported curve (with the prior fit
-        as its prior, when given), or the prior fit itself before any curve can be fitted."""
-        own = self._book.fit()
-        if own is not None:
-            self._fit_used = "fitted on the reported curves" + (
-                f" with prior {self._prior_source}" if self._prior is not None else "")
-            return own
-        if self._prior is not None:
-            self._fit_used = f"prior fit ({self._prior_source})"
-            return self._prior
-        self._fit_used = None
-        return own
+    @property
+    def space_description(self) -> str:
+        """One line: how many candidates of which kinds."""
+        return self.policy.space_description
 
-    def ranking(self) -> Ranking | None:
-        """Every candidate ranked by predicted final loss with the current fit, except those
-        whose trial errored or diverged (they cannot be recommended). None when no fit is
-        possible yet."""
-        fit = self.current_fit()
-        if fit is None:
-            return None
-        failed = frozenset(r.schedule for r in self._book.records.values()
-                           if r.status in ("error", "diverged"))
-        if self._ranking is not None and self._ranking_fit is fit and self._ranking_failed == failed:
-            return self._ranking
-        viable = [c for c, t in zip(self._candidates, self._texts) if t not in failed]
-        if not viable:
-            return None
-        try:
-            with single_thread():
-                self._ranking = rank(fit, viable, level=self.level, seed=self.seed, noise=False)
-        except (FitError, ValueError, FloatingPointError) as exc:
-            self._note(f"ranking failed: {exc}")
-            return None
-        self._ranking_fit, self._ranking_failed = fit, failed
-        return self._ranking
+    @property
+    def law(self) -> str:
+        return self.policy.law
 
-    def open_candidates(self, ranking: Ranking | None = None) -> list:
-        """Untried candidates that may still beat the best: the predicted leader, and every
-        candidate whose correlated gap to it could be below ``-margin``, unless its optimistic
-        bound is already above the best finished run's actual final loss. While no run has
-        finished and all of those were tried, the untried rest, best predicted first."""
-        ranking = ranking or self.ranking()
-        if ranking is None:
-            return []
-        tried = self._tried()
-        best = self._book.best_finished()
-        open_ = {str(ranking.best.schedule)} | {
-            str(r.schedule) for r in ranking.contenders(-self.margin)}
-        floor = best[1] * (1 - self.margin) if best is not None else math.inf
-        found = [r for r in ranking if str(r.schedule) in open_ and str(r.schedule) not in tried
-                 and r.low < floor]
-        if not found and best is None:  # nothing finished to beat yet: go down the ranking
-            found = [r for r in ranking if str(r.schedule) not in tried]
-        return found
+    @property
+    def top_k(self) -> int:
+        return self.policy.top_k
 
-    def recommendation(self) -> dict[str, Any]:
-        """The schedule to use: the finished full-length run of a candidate with the lowest
-        actual final loss; before any, the law's predicted best. Keys: ``schedule``
-        (:class:`Schedule`), ``text``, ``source`` ("finished run" or "law prediction"),
-        ``final_loss`` (the run's final loss, measurement noise averaged out over its last
-        points with the law's local shape), ``last_loss`` (the last reported value),
-        ``trial_id``, and the law's ``predicted`` final loss with ``low``/``high``."""
-        ranking = self.ranking()  # refits first, so that smoothing uses the latest fit
-        found = self._book.best_finished(allowed=set(self._texts)) or self._book.best_finished()
-        row = None
-        if found is not None:
-            best, smoothed = found
-            out = {"schedule": Schedule.parse(best.schedule), "text": best.schedule,
-                   "source": "finished run", "final_loss": smoothed,
-                   "last_loss": best.final_loss, "trial_id": best.trial_id}
-            if ranking is not None:
-                row = next((r for r in ranking if str(r.schedule) == best.schedule), None)
-        elif ranking is not None:
-            row = ranking.best
-            out = {"schedule": row.schedule, "text": str(row.schedule), "source": "law prediction",
-                   "final_loss": None, "last_loss": None, "trial_id": None}
-        else:
-            raise RuntimeError("no recommendation yet: no trial has finished and no fit exists"
-                               + (f" ({self._book.fit_error})" if self._book.fit_error else ""))
-        if row is not None:
-            out.update(predicted=row.predicted, low=row.low, high=row.high, rank=row.rank)
-        return out
+    @property
+    def max_trials(self) -> int:
+        return self.policy.max_trials
 
-    # -- views -------------------------------------------------------------------------------------
     @property
     def candidates(self) -> list[Schedule]:
-        return list(self._candidates)
+        return self.policy.candidates
 
     @property
     def pilots(self) -> list[str]:
-        return list(self._pilots)
+        return self.policy.pilots
 
     @property
     def finished_reason(self) -> str | None:
         """Why the searcher returned FINISHED (None while it goes on)."""
-        return self._finished
+        return self.policy.finished_reason
 
     @property
     def messages(self) -> list[str]:
         """Problems met on the way (bad reports, errored trials, fit failures), in order."""
-        return list(self._book.messages)
+        return self.policy.messages
 
     @property
     def log(self) -> list[str]:
         """What the searcher decided, in order."""
-        return list(self._log)
-
-    def trials(self) -> list[dict[str, Any]]:
-        """Every trial the searcher started: id, schedule, role, status, steps run, final loss."""
-        return [
-            {"trial_id": r.trial_id, "schedule": r.schedule, "role": r.role, "status": r.status,
-             "steps_run": r.steps_run, "total_steps": r.total_steps, "final_loss": r.final_loss,
-             "note": r.note, "predicted": None if r.predicted is None else list(r.predicted)}
-            for r in self._book.records.values()
-        ]
-
-    def curves(self) -> list:
-        """The reported curves as :class:`~hf_lrlaw.LossCurve` (prior curves first)."""
-        return self._book.curves()
+        return self.policy.log
 
     @property
     def compute_steps(self) -> int:
         """Optimizer steps the trials ran in total (as far as they reported)."""
-        return sum(r.steps_run for r in self._book.records.values())
+        return self.policy.compute_steps
+
+    def current_fit(self) -> Fit | None:
+        """See :meth:`SearchPolicy.current_fit`."""
+        return self.policy.current_fit()
+
+    def ranking(self) -> Ranking | None:
+        """See :meth:`SearchPolicy.ranking`."""
+        return self.policy.ranking()
+
+    def open_candidates(self, ranking: Ranking | None = None) -> list:
+        """See :meth:`SearchPolicy.open_candidates`."""
+        return self.policy.open_candidates(ranking)
+
+    def recommendation(self) -> dict[str, Any]:
+        """See :meth:`SearchPolicy.recommendation`."""
+        return self.policy.recommendation()
+
+    def trials(self) -> list[dict[str, Any]]:
+        """Every trial the searcher started: id, schedule, role, status, steps run, final loss."""
+        return self.policy.trials()
+
+    def curves(self) -> list:
+        """The reported curves as :class:`~hf_lrlaw.LossCurve` (prior curves first)."""
+        return self.policy.curves()
 
     def summary(self) -> str:
-        lines = [f"LRLawSearcher over {self._space_desc}; law {self.law}"]
-        fit = self.current_fit()
-        if fit is not None:
-            lines.append(f"fit: {self._fit_used}; " + fit.summary().splitlines()[0])
-        for t in self.trials():
-            final = f"{t['final_loss']:.5g}" if t["final_loss"] is not None else "-"
-            lines.append(f"  {t['trial_id']} {t['role']:>9} {t['status']:>8} "
-                         f"{t['steps_run']:>7}/{t['total_steps']} final {final}  {t['schedule']}")
-        if self._finished:
-            lines.append(f"finished: {self._finished}")
-        return "\n".join(lines)
-
-    # -- internals -------------------------------------------------------------------------------
-    def _load_prior(self, prior: Fit | str | os.PathLike[str]) -> None:
-        if isinstance(prior, Fit):
-            self._prior, self._prior_source = prior, "given Fit"
-            return
-        path = Path(prior)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ValueError(f"prior_fit: {path}: no such file") from None
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"prior_fit: {path}: not a readable JSON file ({exc})") from None
-        self._prior_source = str(path)
-        try:
-            curves = [c for c in load(path) if len(c)]
-        except (CurveError, ValueError, KeyError, TypeError, OSError):
-            curves = []
-        fit_data = data
-        if isinstance(data, dict) and data.get("schema") != FIT_SCHEMA and "fit" in data:
-            fit_data = data["fit"]  # the callback's record.json embeds its latest fit
-        try:
-            if isinstance(fit_data, dict):
-                self._prior = Fit.from_dict(fit_data)
-            elif curves:  # a record written before its first fit: fit its curves
-                with single_thread():
-                    self._prior = fit(curves, law=self.law, law_options=self.law_options or None)
-            else:
-                raise FitError("neither a saved Fit nor a record with a fit or curves")
-        except FitError as exc:
-            raise ValueError(f"prior_fit: {path}: {exc}") from None
-        self._book.prior_curves = curves
-
-    def _issue(self, trial_id: str, text: str, role: str) -> dict[str, Any]:
-        self._book.add_trial(trial_id, text, role)
-        config: dict[str, Any] = {}
-        if self.config_fn is not None:
-            config.update(self.config_fn(Schedule.parse(text)))
-        config["schedule"] = text
-        if role == "pilot":
-            stop = self._pilot_stop(text)
-            if stop is not None:
-                config["lrlaw_stop_step"] = stop
-        self._note(f"suggest {role} {trial_id}: {text}")
-        return config
-
-    def _pilot_stop(self, text: str) -> int | None:
-        if self.pilot_steps is None:
-            return None
-        total = Schedule.parse(text).total_steps
-        if isinstance(self.pilot_steps, float):
-            stop = max(1, round(self.pilot_steps * total)) - 1
-        else:
-            stop = min(int(self.pilot_steps), total) - 1
-        return None if stop >= total - 1 else stop
-
-    def _finish_or_wait(self, reason: str) -> str | None:
-        if self._has_running():
-            return None
-        self._finished = reason
-        self._note(f"finished: {reason}")
-        return Searcher.FINISHED
-
-    def _has_running(self, role: str | None = None) -> bool:
-        return any(r.running and (role is None or r.role == role)
-                   for r in self._book.records.values())
-
-    def _running_candidates(self) -> int:
-        return sum(1 for r in self._book.records.values()
-                   if r.role in ("candidate", "fallback") and r.running)
-
-    def _families_run(self) -> set:
-        return {family(Schedule.parse(r.schedule)) for r in self._book.records.values()
-                if r.role != "pilot" or r.status == FINISHED}
-
-    def _full_candidate_runs(self) -> int:
-        return sum(1 for r in self._book.records.values()
-                   if r.role in ("candidate", "fallback") and r.status == FINISHED)
-
-    def _tried(self) -> set[str]:
-        return {r.schedule for r in self._book.records.values()}
-
-    def _untried_count(self) -> int:
-        return len(set(self._texts) - self._tried())
-
-    def _fallback_candidate(self) -> str | None:
-        tried = self._tried()
-        order = self._texts
-        if self._prior is not None:
-            mean = self._prior.predict_final(self._candidates)[0]
-            order = [self._texts[i] for i in np.argsort(mean, kind="stable")]
-        return next((t for t in order if t not in tried), None)
-
-    def _note(self, text: str) -> None:
-        self._log.append(text)
-        logger.info("LRLaw search: %s", text)
-
-
-def _default_pilots(candidates: Sequence[Schedule]) -> list[Schedule]:
-    """Constant and cosine at the most common (peak_lr, longest total_steps, warmup) setting."""
-    counts: dict[tuple[float, int], int] = {}
-    for s in candidates:
-        counts[(s.peak_lr, s.warmup_steps)] = counts.get((s.peak_lr, s.warmup_steps), 0) + 1
-    peak, warm = max(counts, key=lambda k: counts[k])
-    total = max(s.total_steps for s in candidates)
-    warm = min(warm, total - 1)
-    return [Schedule.constant(peak, total, warmup_steps=warm),
-            Schedule.cosine(peak, total, warmup_steps=warm)]
-
-
+        return self.policy.summary()

@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from hf_lrlaw.schedules import KINDS, Schedule, ScheduleError
+from hf_lrlaw.schedules import KINDS, Grid, Schedule, ScheduleError, schedule_grid
+from hf_lrlaw.schedules import span as grid_span
 
 __all__ = ["ScheduleSpace", "SpaceError", "span", "DEFAULT_KINDS", "family"]
 
@@ -44,13 +45,12 @@ class SpaceError(ValueError):
 
 def span(low: float, high: float, n: int, *, log: bool = False) -> tuple[float, ...]:
     """``n`` evenly spaced values from ``low`` to ``high`` (geometric with ``log=True``),
-    rounded to 12 significant digits so that candidates print cleanly."""
-    if n < 1:
-        raise SpaceError(f"span() needs n >= 1, got {n}")
-    if log and (low <= 0 or high <= 0):
-        raise SpaceError(f"span(log=True) needs positive bounds, got {low}, {high}")
-    values = np.geomspace(low, high, n) if log else np.linspace(low, high, n)
-    return tuple(float(f"{v:.12g}") for v in values)
+    rounded for people (4 significant digits): :func:`hf_lrlaw.schedules.span`, the grid
+    values ``lrlaw rank --space`` uses too."""
+    try:
+        return grid_span(low, high, n, log=log)
+    except ScheduleError as exc:
+        raise SpaceError(str(exc)) from None
 
 
 def family(schedule: Schedule) -> tuple:
@@ -181,30 +181,19 @@ class ScheduleSpace:
         return int(value)
 
     def _build(self) -> tuple[Schedule, ...]:
-        out: dict[Schedule, None] = {}
-        skipped: list[tuple[str, str]] = []
+        found = Grid()
         for peak, total, warm in itertools.product(self.peak_lrs, self.total_steps, self.warmups):
-            w = self._warmup(warm, total)
+            common = {
+                "peak_lr": peak,
+                "total_steps": total,
+                "warmup_steps": self._warmup(warm, total),
+                "warmup_shape": self.warmup_shape,
+            }
             for kind, grid in self.kinds.items():
-                names = list(grid)
-                values = [_grid(n, grid[n]) for n in names]
-                for combo in itertools.product(*values):
-                    params = dict(zip(names, combo))
-                    try:
-                        s = Schedule.make(
-                            kind, peak_lr=peak, total_steps=total, warmup_steps=w,
-                            warmup_shape=self.warmup_shape, **params,
-                        )
-                    except ScheduleError as exc:
-                        label = f"{kind}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
-                        skipped.append((f"{label} at peak_lr={peak}, total_steps={total}, "
-                                        f"warmup_steps={w}", str(exc)))
-                        continue
-                    out.setdefault(s, None)
-        for s in self.extra:
-            out.setdefault(s, None)
-        self.skipped = skipped
-        return tuple(out)
+                found.extend(schedule_grid(kind, {n: _grid(n, v) for n, v in grid.items()}, common))
+        found.extend(Grid(list(self.extra)))
+        self.skipped = found.skipped
+        return tuple(found.schedules)
 
     def candidates(self) -> list[Schedule]:
         """Every candidate, in the space's fixed order (a new list each call)."""

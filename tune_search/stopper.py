@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from tune_search._records import CurveBook, _schedule
+from tune_search.records import CurveBook, schedule_of
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
@@ -191,11 +191,11 @@ class LRLawStopper(FIFOScheduler):
     @property
     def _book(self) -> CurveBook:
         if self._searcher is not None:
-            return self._searcher._book
+            return self._searcher.book
         return self._own_book
 
     def _optimistic_final(self, fit: Any, rec: Any) -> tuple[float, float]:
-        schedule = _schedule(rec.schedule)
+        schedule = schedule_of(rec.schedule)
         lrs = schedule.lrs()
         mean, low, _ = fit.predict_interval(lrs, [len(lrs) - 1], level=self.level)
         mean, low = float(mean[0]), float(low[0])

@@ -26,9 +26,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from hf_lrlaw._extras import require
 
-from hf_lrlaw.schedules import Schedule, ScheduleError
+require("tune_search.trainable (the HF Trainer per trial)", "hf", "torch", "transformers")
+
+from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
+
+from hf_lrlaw.schedules import Schedule, ScheduleError  # noqa: E402
 
 __all__ = ["ScheduleTrainer", "TuneReportCallback", "hf_trainable", "apply_schedule",
            "ScheduleMismatchError"]

@@ -13,8 +13,12 @@ trains, and the pieces it is built from:
 * :mod:`~hf_lrlaw.callback.ordering` - its place before the reporting integrations.
 """
 
-from hf_lrlaw.callback.callback import LRLawCallback
-from hf_lrlaw.callback.plan import planned_lrs
-from hf_lrlaw.callback.writer import RECORD_SCHEMA
+from hf_lrlaw._extras import require
+
+require("hf_lrlaw.callback (LRLawCallback)", "hf", "torch", "transformers")
+
+from hf_lrlaw.callback.callback import LRLawCallback  # noqa: E402
+from hf_lrlaw.callback.plan import planned_lrs  # noqa: E402
+from hf_lrlaw.callback.writer import RECORD_SCHEMA  # noqa: E402
 
 __all__ = ["RECORD_SCHEMA", "LRLawCallback", "planned_lrs"]

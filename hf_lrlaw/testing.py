@@ -1,12 +1,11 @@
-"""A tiny GPT-2 and a byte-level text data set for tests and benchmarks: no downloads, CPU-fast.
+"""A tiny GPT-2 and a byte-level text data set for tests, benchmarks and examples: no downloads,
+CPU-fast (needs the ``[hf]`` extra: torch and transformers).
 
 The text is the standard library's ``pydoc_data/topics.py`` (about 0.75 MB of English, shipped
 with every CPython), tokenised as bytes (vocabulary 256) and cut into fixed-length chunks. The
-model is a randomly initialised ``GPT2LMHeadModel`` built from a ``GPT2Config``.
+model is a randomly initialised ``GPT2LMHeadModel`` built from a ``GPT2Config``::
 
-Use it from a test (``tests/`` is on ``sys.path`` under pytest)::
-
-    from tiny import tiny_gpt2, byte_datasets, tiny_args
+    from hf_lrlaw.testing import byte_datasets, tiny_args, tiny_gpt2
 
     train, evaluation = byte_datasets(seq_len=64)
     trainer = transformers.Trainer(
@@ -15,9 +14,6 @@ Use it from a test (``tests/`` is on ``sys.path`` under pytest)::
         train_dataset=train,
         eval_dataset=evaluation,
     )
-
-From elsewhere (``bench/``, a script) put the ``tests`` folder on ``sys.path`` first, or load
-this file with ``importlib``.
 
 Speed: a 2-layer, 64-wide model at batch 8 and sequence 64 runs at about 50 optimizer steps per
 second with one torch thread; its loss falls from 5.5 (uniform over bytes) to about 2.3 within
@@ -34,7 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+
+from hf_lrlaw._extras import require
+
+require("hf_lrlaw.testing", "hf", "torch", "transformers")
+
+import torch  # noqa: E402
 
 __all__ = [
     "ByteChunks",

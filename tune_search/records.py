@@ -1,4 +1,5 @@
-"""The curves trials report, and the law fitted jointly on them (shared by searcher and stopper).
+"""The search's bookkeeping: every trial's record and reported curve, and the law fitted jointly
+on them (:class:`CurveBook`, shared by the searcher's policy, the stopper and the report).
 
 A trial reports ``{"step": s, <metric>: loss}`` (optionally ``"window": w``) at its logging
 steps; ``s`` follows the :class:`~hf_lrlaw.LossCurve` convention (the loss after updates
@@ -8,7 +9,6 @@ by one with a message, never by failing the search.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -18,20 +18,25 @@ from typing import Any
 import numpy as np
 
 from hf_lrlaw.curves import LossCurve
-from hf_lrlaw.fitting import ANNEAL_INFORMATIVE, Fit, fit
+from hf_lrlaw.fit_result import Fit
+from hf_lrlaw.fitting import ANNEAL_INFORMATIVE, fit
 from hf_lrlaw.schedules import Schedule, ScheduleError
+from hf_lrlaw.threads import numpy_blas_single_thread
+
+__all__ = [
+    "DIVERGED",
+    "ERROR",
+    "FINISHED",
+    "RUNNING",
+    "STOPPED",
+    "CurveBook",
+    "TrialRecord",
+    "parse_schedules",
+    "schedule_of",
+]
 
 logger = logging.getLogger("tune_search")
 
-
-def single_thread():
-    """BLAS limited to one thread (when threadpoolctl is installed): the fits and rankings are
-    small, and a multi-threaded BLAS makes them several times slower, not faster."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(1)
 
 # statuses of a trial record
 RUNNING, FINISHED, STOPPED, ERROR, DIVERGED = "running", "finished", "stopped", "error", "diverged"
@@ -61,7 +66,7 @@ class TrialRecord:
 
     @property
     def total_steps(self) -> int:
-        return _schedule(self.schedule).total_steps
+        return schedule_of(self.schedule).total_steps
 
     @property
     def final_loss(self) -> float | None:
@@ -89,21 +94,26 @@ class TrialRecord:
         return rec
 
 
-_SCHEDULE_CACHE: dict[str, Schedule] = {}
+_SCHEDULES: dict[str, Schedule] = {}
 
 
-def _schedule(text: str) -> Schedule:
-    s = _SCHEDULE_CACHE.get(text)
+def schedule_of(text: str) -> Schedule:
+    """The Schedule of a trial's schedule text (parsed once, cached)."""
+    s = _SCHEDULES.get(text)
     if s is None:
         s = Schedule.parse(text)
-        if len(_SCHEDULE_CACHE) > 20000:
-            _SCHEDULE_CACHE.clear()
-        _SCHEDULE_CACHE[text] = s
+        if len(_SCHEDULES) > 20000:
+            _SCHEDULES.clear()
+        _SCHEDULES[text] = s
     return s
 
 
 class CurveBook:
-    """Trial records, their LossCurves, and a cached joint fit of the law on all of them.
+    """The search's bookkeeping: every trial's :class:`TrialRecord` (by trial id, in start
+    order), the curves they reported as :class:`~hf_lrlaw.LossCurve`, and a cached joint fit of
+    the law on all of them, refitted when enough is new. Bad reports are refused one by one with
+    a message (:attr:`messages`). The searcher's policy keeps it (``LRLawSearcher.book``);
+    :class:`~tune_search.LRLawStopper` and the report read it.
 
     Args:
         metric: the result key holding the loss.
@@ -266,7 +276,7 @@ class CurveBook:
 
     # -- curves and the fit -------------------------------------------------------------------
     def curve(self, rec: TrialRecord) -> LossCurve | None:
-        s = _schedule(rec.schedule)
+        s = schedule_of(rec.schedule)
         lrs = s.lrs()
         steps = np.asarray(rec.steps, dtype=np.int64)
         losses = np.asarray(rec.losses, dtype=np.float64)
@@ -305,7 +315,7 @@ class CurveBook:
         """Whether a trial whose LR decays to half its peak or less has reported its final loss."""
         for rec in self.records.values():
             if rec.final_loss is not None:
-                sched = _schedule(rec.schedule)
+                sched = schedule_of(rec.schedule)
                 if sched.lrs()[-1] <= (1 - ANNEAL_INFORMATIVE) * sched.peak_lr:
                     return True
         return False
@@ -336,7 +346,7 @@ class CurveBook:
                 kwargs["prior"] = None
             if not isinstance(kwargs.get("prior"), Fit):  # a Fit prior brings law and options
                 kwargs.update(law=self.law, law_options=self.law_options or None)
-            with single_thread():
+            with numpy_blas_single_thread():
                 self._fit = fit(curves, **kwargs)
             self.fit_error = None
         except Exception as exc:  # a fit must never crash the search
@@ -362,7 +372,7 @@ class CurveBook:
             return cached
         steps = np.asarray(rec.steps, dtype=np.int64)
         losses = np.asarray(rec.losses, dtype=np.float64)
-        lrs = _schedule(rec.schedule).lrs()
+        lrs = schedule_of(rec.schedule).lrs()
         total = len(lrs)
         # the points of the last 10% of the run (at most 8): the law only bridges short gaps
         ok = np.isfinite(losses) & (losses > 0) & (steps >= 0.9 * total) & (np.cumsum(lrs)[steps] > 0)
