@@ -46,7 +46,10 @@ def multipowerlaw_rows(variants):
             pe = np.mean([mean_rel_error(p, c) for p, c in zip(pred, test)])
             we = np.max([worst_rel_error(p, c) for p, c in zip(pred, test)])
             rows.append((size, name, f"{pe:.5f}", f"{we:.5f}", f"{dt:.2f}"))
-            print(f"  multipowerlaw {size:5s} {name:28s} PredE {pe:.5f} WorstE {we:.5f} ({dt:.2f} s)", flush=True)
+            print(
+                f"  multipowerlaw {size:5s} {name:28s} PredE {pe:.5f} WorstE {we:.5f} ({dt:.2f} s)",
+                flush=True,
+            )
     return rows
 
 
@@ -56,22 +59,33 @@ def sweep_rows(variants):
         train, test = sweep_split(size)
         for name, (law, opts) in variants.items():
             f = hf_lrlaw.fit(train, law, law_options=opts)
-            errs = [abs(f.predict(c.lrs, c.steps[-1:])[0] - c.losses[-1]) / c.losses[-1] for c in test]
+            errs = [
+                abs(f.predict(c.lrs, c.steps[-1:])[0] - c.losses[-1]) / c.losses[-1] for c in test
+            ]
             rows.append((size, name, len(test), f"{np.mean(errs):.4f}", f"{np.max(errs):.4f}"))
-            print(f"  lr-scheduling {size:5s} {name:28s} final-loss error mean {np.mean(errs):.4f} "
-                  f"worst {np.max(errs):.4f} ({len(test)} runs)", flush=True)
+            print(
+                f"  lr-scheduling {size:5s} {name:28s} final-loss error mean {np.mean(errs):.4f} "
+                f"worst {np.max(errs):.4f} ({len(test)} runs)",
+                flush=True,
+            )
     return rows
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="default law options only")
     args = ap.parse_args()
     variants = VARIANTS if not args.quick else {k: v for k, v in VARIANTS.items() if "=" not in k}
     print(f"# bench_accuracy — {machine()}")
-    print("multipowerlaw, authors' split (fit cosine_24000 + constant_24000 + wsdcon_9; test the other six):")
+    print(
+        "multipowerlaw, authors' split (fit cosine_24000 + constant_24000 + wsdcon_9; test the other six):"
+    )
     a = multipowerlaw_rows(variants)
-    print("lr-scheduling size sweep (fit constant + longest cosine; test the size's other runs, final loss):")
+    print(
+        "lr-scheduling size sweep (fit constant + longest cosine; test the size's other runs, final loss):"
+    )
     b = sweep_rows(variants)
     print()
     print(table(a, ["size", "law", "PredE (mean of 6)", "WorstE", "fit s"]))

@@ -51,8 +51,16 @@ from hf_lrlaw.callback import LRLawCallback  # noqa: E402
 from hf_lrlaw.testing import byte_datasets, tiny_args, tiny_gpt2  # noqa: E402
 
 CONFIGS = ("none", "record", "fits")
-EVENTS = ("on_init_end", "on_train_begin", "on_step_begin", "on_optimizer_step", "on_step_end",
-          "on_log", "on_evaluate", "on_train_end")
+EVENTS = (
+    "on_init_end",
+    "on_train_begin",
+    "on_step_begin",
+    "on_optimizer_step",
+    "on_step_end",
+    "on_log",
+    "on_evaluate",
+    "on_train_end",
+)
 
 
 def _timed(name: str):
@@ -117,8 +125,9 @@ def run(config: str, steps: int, train, folder: Path) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     trainer.train()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    used = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, LRLawCallback)),
-                None)
+    used = next(
+        (cb for cb in trainer.callback_handler.callbacks if isinstance(cb, LRLawCallback)), None
+    )
     history = used.history if used is not None else []
     return {
         "wall": wall,
@@ -139,9 +148,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="200 steps, 2 rounds")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's, one per core: the worst case, "
-                        "the fits compete with training for every core)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's, one per core: the worst case, "
+        "the fits compete with training for every core)",
+    )
     cli = parser.parse_args()
     if cli.threads:
         torch.set_num_threads(cli.threads)
@@ -150,24 +163,33 @@ def main() -> None:
     logging.getLogger("hf_lrlaw.callback").setLevel(logging.ERROR)
     train, _ = byte_datasets(seq_len=64)
 
-    print("LRLawCallback overhead, logging_steps=1, tiny GPT-2 2x64 (125K params), batch 16, "
-          f"seq 64, {steps} steps, {rounds} rounds")
-    print(f"{machine()}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"transformers {transformers.__version__}, hf_lrlaw {hf_lrlaw.__version__}")
+    print(
+        "LRLawCallback overhead, logging_steps=1, tiny GPT-2 2x64 (125K params), batch 16, "
+        f"seq 64, {steps} steps, {rounds} rounds"
+    )
+    print(
+        f"{machine()}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"transformers {transformers.__version__}, hf_lrlaw {hf_lrlaw.__version__}"
+    )
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     results: dict[str, list[dict]] = {c: [] for c in CONFIGS}
     with tempfile.TemporaryDirectory() as tmp:
         run("none", 20, train, Path(tmp) / "warmup")  # imports, allocator, first-call costs
         for r in range(rounds):
-            for config in CONFIGS[r % 3:] + CONFIGS[: r % 3]:  # rotate the order each round
+            for config in CONFIGS[r % 3 :] + CONFIGS[: r % 3]:  # rotate the order each round
                 results[config].append(run(config, steps, train, Path(tmp) / f"r{r}"))
                 last = results[config][-1]
-                print(f"  round {r + 1} {config:>6}: {last['wall']:.2f} s wall, "
-                      f"{last['cpu']:.2f} s CPU", flush=True)
+                print(
+                    f"  round {r + 1} {config:>6}: {last['wall']:.2f} s wall, "
+                    f"{last['cpu']:.2f} s CPU",
+                    flush=True,
+                )
     print(f"load average at end:   {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print()
-    print("| configuration | wall-time ratio (median) | per round | CPU-time ratio (median) | "
-          "extra wall s per run | mean step | fits | per fit: fit + predict | figure |")
+    print(
+        "| configuration | wall-time ratio (median) | per round | CPU-time ratio (median) | "
+        "extra wall s per run | mean step | fits | per fit: fit + predict | figure |"
+    )
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for config in CONFIGS:
         ratios = [a["wall"] / b["wall"] for a, b in zip(results[config], results["none"])]
@@ -185,12 +207,16 @@ def main() -> None:
             + (f"{statistics.median(fit_s) * 1e3:.0f} ms | " if fit_s else "- | ")
             + (f"{max(plot_s) * 1e3:.0f} ms |" if plot_s else "- |")
         )
-    print("(figure: the slowest fit.png of a run, in wall time; periodic figures are skipped while "
-          "figures would take over 0.5% of the training time)")
+    print(
+        "(figure: the slowest fit.png of a run, in wall time; periodic figures are skipped while "
+        "figures would take over 0.5% of the training time)"
+    )
     print()
     base_cpu = statistics.median(r["cpu"] for r in results["none"])
-    print("| configuration | callback CPU in the training thread | in the fit thread | "
-          "per step (training thread) | accounted overhead |")
+    print(
+        "| configuration | callback CPU in the training thread | in the fit thread | "
+        "per step (training thread) | accounted overhead |"
+    )
     print("|---|---:|---:|---:|---:|")
     accounted = {}
     for config in CONFIGS[1:]:
@@ -198,8 +224,10 @@ def main() -> None:
         events = statistics.median(r["events_cpu"] for r in rows)
         thread = statistics.median(r["thread_cpu"] for r in rows)
         accounted[config] = (events + thread) / base_cpu
-        print(f"| {config} | {events:.3f} s | {thread:.3f} s | {events / steps * 1e6:.0f} us | "
-              f"{accounted[config]:.2%} |")
+        print(
+            f"| {config} | {events:.3f} s | {thread:.3f} s | {events / steps * 1e6:.0f} us | "
+            f"{accounted[config]:.2%} |"
+        )
     print()
     target = {"record": 1.01, "fits": 1.03}
     walls = [r["wall"] for r in results["none"]]
@@ -208,11 +236,15 @@ def main() -> None:
         verdict = "meets" if 1 + accounted[config] < limit else "MISSES"
         ratios = [a["wall"] / b["wall"] for a, b in zip(results[config], results["none"])]
         cpu = [a["cpu"] / b["cpu"] for a, b in zip(results[config], results["none"])]
-        print(f"{config}: accounted ratio {1 + accounted[config]:.4f} {verdict} the target < "
-              f"{limit}; differential wall {statistics.median(ratios):.3f}, CPU "
-              f"{statistics.median(cpu):.3f}")
-    print(f"run-to-run spread of the reference's wall time: {spread:.1%} (differential ratios "
-          "closer to 1 than this are noise)")
+        print(
+            f"{config}: accounted ratio {1 + accounted[config]:.4f} {verdict} the target < "
+            f"{limit}; differential wall {statistics.median(ratios):.3f}, CPU "
+            f"{statistics.median(cpu):.3f}"
+        )
+    print(
+        f"run-to-run spread of the reference's wall time: {spread:.1%} (differential ratios "
+        "closer to 1 than this are noise)"
+    )
 
 
 if __name__ == "__main__":

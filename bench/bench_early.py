@@ -49,15 +49,26 @@ def prior_for(law: str, source: str, priors: Path | None):
     return Prior.load(priors / (f"{law}.json" if source == "both" else f"{law}.{source}.json"))
 
 
-def early(law: str, test_set: str, frac: float, use_prior: bool, subsample: int, source: str,
-          opts: dict, priors: Path | None):
+def early(
+    law: str,
+    test_set: str,
+    frac: float,
+    use_prior: bool,
+    subsample: int,
+    source: str,
+    opts: dict,
+    priors: Path | None,
+):
     curves = datasets.load(test_set)[::subsample]
     if use_prior:
         kwargs = {"prior": prior_for(law, source, priors)}
     else:
         kwargs = {"prior": None, "calibration": None}
-    rows = [r for r in backtest(curves, [frac], law, level=0.9, law_options=opts, **kwargs)
-            if r.failure is None]
+    rows = [
+        r
+        for r in backtest(curves, [frac], law, level=0.9, law_options=opts, **kwargs)
+        if r.failure is None
+    ]
     errs = np.array([abs(r.error) for r in rows])
     inside = np.array([r.inside for r in rows])
     return errs, inside, len(curves) - len(rows), len(curves)
@@ -73,14 +84,18 @@ SIZE_PARAMS = {"25M": 25e6, "100M": 100e6, "400M": 400e6}
 def sweep_curves(ds: str, size: str):
     if ds == "multipowerlaw":
         cs = datasets.load(ds, model=size)
-        return [c for c in cs if c.meta["schedule"] in ("cosine_24000", "constant_24000", "wsdcon_9")]
+        return [
+            c for c in cs if c.meta["schedule"] in ("cosine_24000", "constant_24000", "wsdcon_9")
+        ]
     return datasets.load(ds, model=size, dataset="slimpajama")
 
 
 def size_transfer(law: str, ds: str, opts: dict, priors: Path | None):
     sizes = SWEEPS[ds]
     small, big = sizes[:-1], sizes[-1]
-    calibration = "default" if priors is None else dict(prior_for(law, "both", priors).calibration or {})
+    calibration = (
+        "default" if priors is None else dict(prior_for(law, "both", priors).calibration or {})
+    )
     fits, params = [], []
     for s in small:
         cs = sweep_curves(ds, s)
@@ -99,8 +114,13 @@ def size_transfer(law: str, ds: str, opts: dict, priors: Path | None):
         y = c.losses[-1]
         out = [c.name]
         for p in (prior, None):
-            f = hf_lrlaw.fit(head, law, law_options=opts, prior=p,
-                             calibration="default" if p is not None else None)
+            f = hf_lrlaw.fit(
+                head,
+                law,
+                law_options=opts,
+                prior=p,
+                calibration="default" if p is not None else None,
+            )
             m, lo, hi = f.predict_interval(c.lrs, [c.steps[-1]])
             out.append((abs(m[0] - y) / y, bool(lo[0] <= y <= hi[0])))
         rows.append(out)
@@ -108,15 +128,30 @@ def size_transfer(law: str, ds: str, opts: dict, priors: Path | None):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--laws", nargs="+", default=["momentum", "multipower"])
     ap.add_argument("--subsample", type=int, default=1, help="use every n-th lr-scheduling run")
-    ap.add_argument("--prior-from", choices=("other", "same"), default="other",
-                    help="learn the prior on the other data set (default) or on the tested one")
-    ap.add_argument("--option", action="append", default=[], metavar="K=V",
-                    help="law option for every fit, e.g. lam=0.998 (needs --priors made with it)")
-    ap.add_argument("--priors", type=Path, default=None,
-                    help="folder of priors from build_priors.py --out (default: the shipped ones)")
+    ap.add_argument(
+        "--prior-from",
+        choices=("other", "same"),
+        default="other",
+        help="learn the prior on the other data set (default) or on the tested one",
+    )
+    ap.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="law option for every fit, e.g. lam=0.998 (needs --priors made with it)",
+    )
+    ap.add_argument(
+        "--priors",
+        type=Path,
+        default=None,
+        help="folder of priors from build_priors.py --out (default: the shipped ones)",
+    )
     args = ap.parse_args()
     opts = law_options(args.option)
     warnings.simplefilter("ignore")
@@ -129,17 +164,40 @@ def main() -> None:
                 for use_prior in (True, False):
                     t0 = time.perf_counter()
                     source = OTHER[test_set] if args.prior_from == "other" else test_set
-                    e, inside, failed, n = early(law, test_set, frac, use_prior, sub, source,
-                                                 opts, args.priors)
-                    row = (law, f"{source} -> {test_set}" if use_prior else f"none -> {test_set}",
-                           f"{frac:.0%}", f"{len(e)}/{n}", f"{e.mean():.2%}", f"{e.max():.2%}",
-                           f"{inside.mean():.0%}")
+                    e, inside, failed, n = early(
+                        law, test_set, frac, use_prior, sub, source, opts, args.priors
+                    )
+                    row = (
+                        law,
+                        f"{source} -> {test_set}" if use_prior else f"none -> {test_set}",
+                        f"{frac:.0%}",
+                        f"{len(e)}/{n}",
+                        f"{e.mean():.2%}",
+                        f"{e.max():.2%}",
+                        f"{inside.mean():.0%}",
+                    )
                     rows.append(row)
-                    print("  " + " | ".join(row) + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+                    print(
+                        "  " + " | ".join(row) + f"  ({time.perf_counter() - t0:.0f} s)", flush=True
+                    )
     print()
-    print(table(rows, ["law", "prior learned on -> tested on", "seen", "runs", "mean error",
-                       "worst error", "90% coverage"]))
-    print("\nSize transfer: smaller sizes' full curves -> size-aware prior -> largest size from 25%")
+    print(
+        table(
+            rows,
+            [
+                "law",
+                "prior learned on -> tested on",
+                "seen",
+                "runs",
+                "mean error",
+                "worst error",
+                "90% coverage",
+            ],
+        )
+    )
+    print(
+        "\nSize transfer: smaller sizes' full curves -> size-aware prior -> largest size from 25%"
+    )
     srows = []
     for law in args.laws:
         for ds in ("multipowerlaw", "lr-scheduling"):
@@ -147,12 +205,35 @@ def main() -> None:
             with_p = np.array([r[1][0] for r in res])
             without = np.array([r[2][0] for r in res])
             cov = np.mean([r[1][1] for r in res])
-            srows.append((law, ds, f"{SWEEPS[ds][-1]}", len(res), f"{with_p.mean():.2%}",
-                          f"{with_p.max():.2%}", f"{cov:.0%}", f"{without.mean():.2%}"))
+            srows.append(
+                (
+                    law,
+                    ds,
+                    f"{SWEEPS[ds][-1]}",
+                    len(res),
+                    f"{with_p.mean():.2%}",
+                    f"{with_p.max():.2%}",
+                    f"{cov:.0%}",
+                    f"{without.mean():.2%}",
+                )
+            )
             print("  " + " | ".join(str(x) for x in srows[-1]), flush=True)
     print()
-    print(table(srows, ["law", "sweep", "predicted size", "runs", "mean error (size prior)",
-                        "worst", "90% coverage", "mean error (no prior)"]))
+    print(
+        table(
+            srows,
+            [
+                "law",
+                "sweep",
+                "predicted size",
+                "runs",
+                "mean error (size prior)",
+                "worst",
+                "90% coverage",
+                "mean error (no prior)",
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

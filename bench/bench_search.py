@@ -54,8 +54,14 @@ from tune_search.simulate import SimulatedWorld  # noqa: E402
 from tune_search.testing import drive  # noqa: E402
 
 TOL = 0.005
-WORLDS = ["multipower:25M", "multipower:100M", "multipower:400M",
-          "momentum:25M", "momentum:100M", "momentum:400M"]
+WORLDS = [
+    "multipower:25M",
+    "multipower:100M",
+    "multipower:400M",
+    "momentum:25M",
+    "momentum:100M",
+    "momentum:400M",
+]
 
 
 class RandomSearch(Searcher):
@@ -81,9 +87,14 @@ def first_within(result, truth: dict[str, float], best: float, key=None) -> floa
 
 
 def run_lrlaw(world, space, texts, truth, best, args):
-    searcher = LRLawSearcher(space, metric="loss", law=args.fit_law, top_k=args.top_k,
-                             pilot_steps=args.pilot_steps,
-                             law_options=world.fit_options(args.fit_law))
+    searcher = LRLawSearcher(
+        space,
+        metric="loss",
+        law=args.fit_law,
+        top_k=args.top_k,
+        pilot_steps=args.pilot_steps,
+        law_options=world.fit_options(args.fit_law),
+    )
     stopper = None if args.no_stopper else LRLawStopper(searcher=searcher)
     # the recommendation after each completion is the searcher's own (noise-averaged)
     trajectory: list[tuple[int, str, float]] = []
@@ -111,13 +122,19 @@ def run_random(world, texts, truth, best, seed, args, asha: bool, lawstop: bool 
     searcher = RandomSearch(texts, seed)
     scheduler = None
     if lawstop:
-        scheduler = LRLawStopper(metric="loss", law=args.fit_law,
-                                 law_options=world.fit_options(args.fit_law))
+        scheduler = LRLawStopper(
+            metric="loss", law=args.fit_law, law_options=world.fit_options(args.fit_law)
+        )
     elif asha:
         np.random.seed(seed)  # noqa: NPY002 - ASHA draws brackets from the global generator
-        scheduler = ASHAScheduler(time_attr="step", metric="loss", mode="min",
-                                  max_t=world.total_steps - 1, grace_period=world.total_steps / 27,
-                                  reduction_factor=3)
+        scheduler = ASHAScheduler(
+            time_attr="step",
+            metric="loss",
+            mode="min",
+            max_t=world.total_steps - 1,
+            grace_period=world.total_steps / 27,
+            reduction_factor=3,
+        )
     budget = args.budget * world.total_steps
     res = drive(world, searcher, scheduler, concurrency=args.concurrency, budget_steps=budget)
     reached = first_within(res, truth, best)
@@ -141,22 +158,36 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("tune_search").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
 
-    print(f"# search efficiency: compute (full runs) to reach a schedule within {TOL:.1%} of the "
-          f"best; {args.seeds} seeds per world, noise {args.noise:.1%}, fit law {args.fit_law}, "
-          f"pilots to {args.pilot_steps or 1.0:g} of their horizon, top_k={args.top_k}, "
-          f"concurrency {args.concurrency}, random budget {args.budget:g} runs")
-    header = (f"{'world':<17} {'cands':>5} {'p<=0.5%':>7} | {'lrlaw':>6} {'ok':>4} {'used':>5} "
-              f"{'final':>6} | {'rnd+asha':>8} {'ok':>4} | {'rnd+law':>7} {'ok':>4} | "
-              f"{'random':>6} {'ok':>4} | {'grid':>5} | {'vs asha':>7} {'vs rnd':>6} "
-              f"{'vs grid':>7}")
+    print(
+        f"# search efficiency: compute (full runs) to reach a schedule within {TOL:.1%} of the "
+        f"best; {args.seeds} seeds per world, noise {args.noise:.1%}, fit law {args.fit_law}, "
+        f"pilots to {args.pilot_steps or 1.0:g} of their horizon, top_k={args.top_k}, "
+        f"concurrency {args.concurrency}, random budget {args.budget:g} runs"
+    )
+    header = (
+        f"{'world':<17} {'cands':>5} {'p<=0.5%':>7} | {'lrlaw':>6} {'ok':>4} {'used':>5} "
+        f"{'final':>6} | {'rnd+asha':>8} {'ok':>4} | {'rnd+law':>7} {'ok':>4} | "
+        f"{'random':>6} {'ok':>4} | {'grid':>5} | {'vs asha':>7} {'vs rnd':>6} "
+        f"{'vs grid':>7}"
+    )
     print(header)
     print("-" * len(header))
     totals = {"lrlaw": [], "asha": [], "lawstop": [], "random": [], "grid": []}
     t0 = time.perf_counter()
     for spec in args.worlds.split(","):
         law, model = spec.split(":")
-        rows = {"lrlaw": [], "lrlaw_ok": [], "used": [], "final": [], "asha": [], "asha_ok": [],
-                "random": [], "random_ok": [], "lawstop": [], "lawstop_ok": []}
+        rows = {
+            "lrlaw": [],
+            "lrlaw_ok": [],
+            "used": [],
+            "final": [],
+            "asha": [],
+            "asha_ok": [],
+            "random": [],
+            "random_ok": [],
+            "lawstop": [],
+            "lawstop_ok": [],
+        }
         for seed in range(args.seeds):
             world = SimulatedWorld(law=law, model=model, seed=seed, noise=args.noise)
             space = ScheduleSpace(world.peak_lr, world.total_steps, world.warmup_steps)
@@ -171,8 +202,11 @@ def main(argv: list[str] | None = None) -> int:
             rows["lrlaw_ok"].append(reached is not None)
             rows["used"].append(used)
             rows["final"].append(final)
-            for name, asha, lawstop in (("asha", True, False), ("random", False, False),
-                                        ("lawstop", False, True)):
+            for name, asha, lawstop in (
+                ("asha", True, False),
+                ("random", False, False),
+                ("lawstop", False, True),
+            ):
                 r, u = run_random(world, texts, truth, best, 1000 + seed, args, asha, lawstop)
                 rows[name].append(r if r is not None else args.budget)
                 rows[f"{name}_ok"].append(r is not None)
@@ -183,28 +217,38 @@ def main(argv: list[str] | None = None) -> int:
         totals["lawstop"].append(m["lawstop"])
         totals["random"].append(m["random"])
         totals["grid"].append(grid)
-        print(f"{spec:<17} {len(cands):>5} {frac:>7.1%} | {m['lrlaw']:>6.2f} {m['lrlaw_ok']:>4.0%} "
-              f"{m['used']:>5.2f} {m['final']:>6.2%} | {m['asha']:>8.2f} {m['asha_ok']:>4.0%} | "
-              f"{m['lawstop']:>7.2f} {m['lawstop_ok']:>4.0%} | "
-              f"{m['random']:>6.2f} {m['random_ok']:>4.0%} | {grid:>5.0f} | "
-              f"{m['lrlaw'] / m['asha']:>7.2f} {m['lrlaw'] / m['random']:>6.2f} "
-              f"{m['lrlaw'] / grid:>7.3f}")
+        print(
+            f"{spec:<17} {len(cands):>5} {frac:>7.1%} | {m['lrlaw']:>6.2f} {m['lrlaw_ok']:>4.0%} "
+            f"{m['used']:>5.2f} {m['final']:>6.2%} | {m['asha']:>8.2f} {m['asha_ok']:>4.0%} | "
+            f"{m['lawstop']:>7.2f} {m['lawstop_ok']:>4.0%} | "
+            f"{m['random']:>6.2f} {m['random_ok']:>4.0%} | {grid:>5.0f} | "
+            f"{m['lrlaw'] / m['asha']:>7.2f} {m['lrlaw'] / m['random']:>6.2f} "
+            f"{m['lrlaw'] / grid:>7.3f}"
+        )
     t = {k: float(np.mean(v)) for k, v in totals.items()}
     print("-" * len(header))
-    print(f"{'all worlds':<31} | {t['lrlaw']:>6.2f} {'':>4} {'':>5} {'':>6} | {t['asha']:>8.2f} "
-          f"{'':>4} | {t['lawstop']:>7.2f} {'':>4} | {t['random']:>6.2f} {'':>4} | "
-          f"{t['grid']:>5.0f} | "
-          f"{t['lrlaw'] / t['asha']:>7.2f} {t['lrlaw'] / t['random']:>6.2f} "
-          f"{t['lrlaw'] / t['grid']:>7.3f}")
-    print(f"\nratios (compute to within {TOL:.1%}, lrlaw / other): vs random+ASHA "
-          f"{t['lrlaw'] / t['asha']:.2f}, vs random {t['lrlaw'] / t['random']:.2f}, vs full grid "
-          f"{t['lrlaw'] / t['grid']:.4f}")
-    print(f"stopper vs ASHA, both with random search on the same budget: random+LRLawStopper "
-          f"{t['lawstop']:.2f} vs random+ASHA {t['asha']:.2f} full runs "
-          f"({t['lawstop'] / t['asha']:.2f}x)")
-    print("columns: p<=0.5% = share of candidates within 0.5% of the best; ok = share of seeds that "
-          "reached the target (others count the compute they used, capped by the budget); used = "
-          "lrlaw's total compute until FINISHED; final = true gap of lrlaw's final recommendation")
+    print(
+        f"{'all worlds':<31} | {t['lrlaw']:>6.2f} {'':>4} {'':>5} {'':>6} | {t['asha']:>8.2f} "
+        f"{'':>4} | {t['lawstop']:>7.2f} {'':>4} | {t['random']:>6.2f} {'':>4} | "
+        f"{t['grid']:>5.0f} | "
+        f"{t['lrlaw'] / t['asha']:>7.2f} {t['lrlaw'] / t['random']:>6.2f} "
+        f"{t['lrlaw'] / t['grid']:>7.3f}"
+    )
+    print(
+        f"\nratios (compute to within {TOL:.1%}, lrlaw / other): vs random+ASHA "
+        f"{t['lrlaw'] / t['asha']:.2f}, vs random {t['lrlaw'] / t['random']:.2f}, vs full grid "
+        f"{t['lrlaw'] / t['grid']:.4f}"
+    )
+    print(
+        f"stopper vs ASHA, both with random search on the same budget: random+LRLawStopper "
+        f"{t['lawstop']:.2f} vs random+ASHA {t['asha']:.2f} full runs "
+        f"({t['lawstop'] / t['asha']:.2f}x)"
+    )
+    print(
+        "columns: p<=0.5% = share of candidates within 0.5% of the best; ok = share of seeds that "
+        "reached the target (others count the compute they used, capped by the budget); used = "
+        "lrlaw's total compute until FINISHED; final = true gap of lrlaw's final recommendation"
+    )
     print(f"({time.perf_counter() - t0:.0f} s)")
     return 0
 

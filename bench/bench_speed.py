@@ -29,18 +29,29 @@ def candidates(n: int) -> list[Schedule]:
     out = []
     for i in range(n):
         if i % 2:
-            out.append(Schedule.wsd(3e-4, 24000, warmup_steps=2160,
-                                    decay_fraction=float(rng.uniform(0.05, 0.6)),
-                                    decay_shape=["linear", "cosine", "1-sqrt"][i % 3],
-                                    final_ratio=float(rng.uniform(0, 0.2))))
+            out.append(
+                Schedule.wsd(
+                    3e-4,
+                    24000,
+                    warmup_steps=2160,
+                    decay_fraction=float(rng.uniform(0.05, 0.6)),
+                    decay_shape=["linear", "cosine", "1-sqrt"][i % 3],
+                    final_ratio=float(rng.uniform(0, 0.2)),
+                )
+            )
         else:
-            out.append(Schedule.cosine(3e-4, 24000, warmup_steps=2160,
-                                       final_ratio=float(rng.uniform(0, 0.3))))
+            out.append(
+                Schedule.cosine(
+                    3e-4, 24000, warmup_steps=2160, final_ratio=float(rng.uniform(0, 0.3))
+                )
+            )
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--schedules", type=int, default=4000)
     args = ap.parse_args()
@@ -55,7 +66,10 @@ def main() -> None:
                 hf_lrlaw.fit(train, law)
                 times.append(time.perf_counter() - t0)
             rows.append((size, law, f"{min(times):.3f}", f"{np.median(times):.3f}"))
-            print(f"  fit {size:5s} {law:10s} best {min(times):.3f} s, median {np.median(times):.3f} s", flush=True)
+            print(
+                f"  fit {size:5s} {law:10s} best {min(times):.3f} s, median {np.median(times):.3f} s",
+                flush=True,
+            )
     print()
     print(table(rows, ["size", "law", "fit s (best)", "fit s (median)"]))
 
@@ -73,8 +87,11 @@ def main() -> None:
         hf_lrlaw.rank(f, scheds[:1000])
         dr = time.perf_counter() - t1
         trows.append((law, args.schedules, f"{args.schedules / dt:,.0f}", f"{1000 / dr:,.0f}"))
-        print(f"  {law:10s} predict_final {args.schedules / dt:,.0f} schedules/s; "
-              f"rank (with 400 joint draws) {1000 / dr:,.0f} schedules/s", flush=True)
+        print(
+            f"  {law:10s} predict_final {args.schedules / dt:,.0f} schedules/s; "
+            f"rank (with 400 joint draws) {1000 / dr:,.0f} schedules/s",
+            flush=True,
+        )
     print()
     print(table(trows, ["law", "schedules (24,000 steps)", "predict_final per s", "rank() per s"]))
 

@@ -58,11 +58,18 @@ def per_run_fits(law: str, cache: Path, opts: dict) -> list[dict]:
             except FitError as exc:
                 print(f"  skip {c.name}: {exc}")
                 continue
-            out.append({
-                "ds": ds, "name": c.name, "peak": float(c.lrs.max()), "T": len(c.lrs),
-                "theta": [float(v) for v in f.theta], "determined": f.determined,
-                "identified": f.annealing_identified, "err": f.goodness.mean_rel_error,
-            })
+            out.append(
+                {
+                    "ds": ds,
+                    "name": c.name,
+                    "peak": float(c.lrs.max()),
+                    "T": len(c.lrs),
+                    "theta": [float(v) for v in f.theta],
+                    "determined": f.determined,
+                    "identified": f.annealing_identified,
+                    "err": f.goodness.mean_rel_error,
+                }
+            )
         print(f"  {law}: fitted {sum(r['ds'] == ds for r in out)} runs of {ds}", flush=True)
     cache.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out))
@@ -81,26 +88,42 @@ def samples(rows: list[dict], law: str):
 def transfer_report(law: str, rows: list[dict], opts: dict) -> None:
     lw = hf_lrlaw.get_law(law, **opts)
     fit_err = {ds: np.mean([r["err"] for r in rows if r["ds"] == ds]) for ds in SETS}
-    print(f"\n{law}: per-run fits, mean in-sample relative error "
-          + ", ".join(f"{ds} {e:.3%}" for ds, e in fit_err.items()))
+    print(
+        f"\n{law}: per-run fits, mean in-sample relative error "
+        + ", ".join(f"{ds} {e:.3%}" for ds, e in fit_err.items())
+    )
     print(f"{law}: transfer features, median +- 1.4826*MAD per data set")
     per = {}
     for ds in SETS:
-        p = learn_prior(law, list(samples([r for r in rows if r["ds"] == ds], law)), source=ds,
-                        inflate=1.0, min_std=1e-9, law_options=opts)
+        p = learn_prior(
+            law,
+            list(samples([r for r in rows if r["ds"] == ds], law)),
+            source=ds,
+            inflate=1.0,
+            min_std=1e-9,
+            law_options=opts,
+        )
         per[ds] = p
     for i, name in enumerate(lw.transfer_names):
         (m1, s1), (m2, s2) = ((per[d].mean[i], per[d].std[i]) for d in SETS)
         shift = abs(m1 - m2) / np.sqrt((s1**2 + s2**2) / 2)
-        print(f"  {name:22s} {SETS[0]} {m1:8.3f} +- {s1:.3f} | {SETS[1]} {m2:8.3f} +- {s2:.3f}"
-              f" | shift/spread {shift:.2f}")
+        print(
+            f"  {name:22s} {SETS[0]} {m1:8.3f} +- {s1:.3f} | {SETS[1]} {m2:8.3f} +- {s2:.3f}"
+            f" | shift/spread {shift:.2f}"
+        )
     if law == "momentum":
-        r = [x for x in rows if x["ds"] == "lr-scheduling" and x["identified"] and x["theta"][0] > 0.01]
+        r = [
+            x
+            for x in rows
+            if x["ds"] == "lr-scheduling" and x["identified"] and x["theta"][0] > 0.01
+        ]
         logc = np.log([x["theta"][3] / x["theta"][0] for x in r])
         logp = np.log([x["peak"] for x in r])
         slope = np.polyfit(logp, logc, 1)[0]
-        print(f"  regression over {len(r)} lr-scheduling runs (peak LR 1e-4..3e-3): "
-              f"log(C/L0) ~ {slope:.3f} * log(peak_lr)  (the feature uses exponent 0.75)")
+        print(
+            f"  regression over {len(r)} lr-scheduling runs (peak LR 1e-4..3e-3): "
+            f"log(C/L0) ~ {slope:.3f} * log(peak_lr)  (the feature uses exponent 0.75)"
+        )
 
 
 def prefix_errors(law, runs, prior_for, opts, fractions=FRACTIONS):
@@ -117,10 +140,14 @@ def prefix_errors(law, runs, prior_for, opts, fractions=FRACTIONS):
                 continue
             m, lo, hi = f.predict_interval(c.lrs, [c.steps[-1]], level=0.9)
             sd = (np.log(hi[0]) - np.log(lo[0])) / (2 * norm.ppf(0.95))
-            out.append({
-                "frac": frac, "err": float(np.log(m[0] / c.losses[-1])), "sd": float(sd),
-                "ratio": float(np.log((c.steps[-1] + 1) / (head.steps[-1] + 1))),
-            })
+            out.append(
+                {
+                    "frac": frac,
+                    "err": float(np.log(m[0] / c.losses[-1])),
+                    "sd": float(sd),
+                    "ratio": float(np.log((c.steps[-1] + 1) / (head.steps[-1] + 1))),
+                }
+            )
     return out
 
 
@@ -145,14 +172,21 @@ def calibrate(errs: list[dict], level: float = 0.9) -> tuple[float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--laws", nargs="+", default=["momentum", "multipower"])
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--subsample", type=int, default=1, help="calibrate on every n-th run")
     ap.add_argument("--out", type=Path, default=HERE.parent / "hf_lrlaw" / "priors")
     ap.add_argument("--cache", type=Path, default=HERE / ".cache")
-    ap.add_argument("--option", action="append", default=[], metavar="K=V",
-                    help="law option for every fit, e.g. lam=0.9995 (for experiments)")
+    ap.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="law option for every fit, e.g. lam=0.9995 (for experiments)",
+    )
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     print(f"# build_priors — {machine()}")
@@ -164,19 +198,30 @@ def main() -> None:
         curves = {ds: {c.name: c for c in datasets.load(ds)} for ds in SETS}
         for source in dict.fromkeys((*SETS, DEFAULT_SOURCE[law])):
             src_rows = [r for r in rows if source in ("both", r["ds"])]
-            prior = learn_prior(law, list(samples(src_rows, law)), law_options=opts,
-                                source=f"per-run fits of the bundled {source} curves" if source != "both"
-                                else "per-run fits of both bundled data sets")
+            prior = learn_prior(
+                law,
+                list(samples(src_rows, law)),
+                law_options=opts,
+                source=f"per-run fits of the bundled {source} curves"
+                if source != "both"
+                else "per-run fits of both bundled data sets",
+            )
             # K-fold within the source: each run's prefix is fitted with a prior from the others.
             names = sorted(r["name"] for r in src_rows)[:: args.subsample]
             fold_of = {n: i % args.folds for i, n in enumerate(names)}
             fold_priors = {
-                k: learn_prior(law, list(samples([r for r in src_rows if fold_of.get(r["name"], -1) != k], law)),
-                               source="fold", law_options=opts)
+                k: learn_prior(
+                    law,
+                    list(samples([r for r in src_rows if fold_of.get(r["name"], -1) != k], law)),
+                    source="fold",
+                    law_options=opts,
+                )
                 for k in range(args.folds)
             }
             runs = [curves[r["ds"]][r["name"]] for r in src_rows if r["name"] in fold_of]
-            errs = prefix_errors(law, runs, lambda c, fp=fold_priors, fo=fold_of: fp[fo[c.name]], opts)
+            errs = prefix_errors(
+                law, runs, lambda c, fp=fold_priors, fo=fold_of: fp[fo[c.name]], opts
+            )
             bias, kappa = calibrate(errs)
             calibrated = dataclasses.replace(
                 prior, calibration={"extrapolation": kappa, "bias": bias, "n": len(errs)}
@@ -189,9 +234,12 @@ def main() -> None:
             stem = " and ".join(stems)
             e = np.array([x["err"] for x in errs])
             r = np.array([x["ratio"] for x in errs])
-            print(f"  {stem}: {len(src_rows)} runs; K-fold prefix |log error| mean {np.mean(np.abs(e)):.4f}"
-                  f" ({np.mean(np.abs(e - bias * r)):.4f} after the bias), bias {bias:+.4f}, "
-                  f"kappa {kappa:.4f} (from {len(errs)} prefix fits)", flush=True)
+            print(
+                f"  {stem}: {len(src_rows)} runs; K-fold prefix |log error| mean {np.mean(np.abs(e)):.4f}"
+                f" ({np.mean(np.abs(e - bias * r)):.4f} after the bias), bias {bias:+.4f}, "
+                f"kappa {kappa:.4f} (from {len(errs)} prefix fits)",
+                flush=True,
+            )
         print(f"  {law} done in {time.perf_counter() - t0:.0f} s")
 
 

@@ -40,6 +40,7 @@ def sweep_split(size: str) -> tuple[list[LossCurve], list[LossCurve]]:
     cos = [c for c in curves if c.meta["schedule"].startswith("cosine")]
     if not const or not cos:
         raise ValueError(f"size {size} lacks a constant or a cosine run")
+
     # 124M has runs at five peak LRs; the sweep's runs sit at 1e-3 (constant) and 2e-3 (cosine)
     # for the small sizes, so prefer those and hold out only runs inside the fitted LR range:
     # the laws do not extrapolate to peak LRs never observed.

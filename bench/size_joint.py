@@ -63,8 +63,9 @@ def transfer(sweep: str, variant: str) -> list[tuple[str, float]]:
         s1, s2, n, y = (np.concatenate([d[k] for d in data]) for k in range(4))
         x0 = [2.0, np.log(0.5), 0.3, np.log(0.5), 0.5, np.log(0.3)]
         x0 += [0.0] * 3 if variant == "loglinear" else []
-        fit = least_squares(residuals, x0, args=(s1, s2, n, y, variant), loss="huber",
-                            f_scale=1e-3, max_nfev=4000)
+        fit = least_squares(
+            residuals, x0, args=(s1, s2, n, y, variant), loss="huber", f_scale=1e-3, max_nfev=4000
+        )
         f1, f2 = areas(c, c.steps[-1:])
         pred = predict(fit.x, f1, f2, np.array([n_big]), variant)[0]
         out.append((c.name, (pred - c.losses[-1]) / c.losses[-1]))
@@ -72,7 +73,9 @@ def transfer(sweep: str, variant: str) -> list[tuple[str, float]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--variants", nargs="+", default=["additive", "loglinear"])
     ap.add_argument("--sweeps", nargs="+", default=list(SWEEPS))
     args = ap.parse_args()
@@ -84,8 +87,11 @@ def main() -> None:
             for name, err in rows:
                 print(f"  {name}: {err:+.2%}")
             errs = np.abs([e for _, e in rows])
-            print(f"{sweep} {variant}: mean {errs.mean():.2%} worst {errs.max():.2%} "
-                  f"({len(rows)} runs)", flush=True)
+            print(
+                f"{sweep} {variant}: mean {errs.mean():.2%} worst {errs.max():.2%} "
+                f"({len(rows)} runs)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -58,24 +58,38 @@ def score(rows: list[dict]) -> list[tuple[str, float, float]]:
     y = np.array([r["y"] for r in rows])
     p, a = (np.array([r[m] for r in rows]) for m in ("peak", "actual"))  # columns m, lo, hi, s
     out = []
-    for name, pick in (("peak", p), ("actual", a),
-                       ("smaller scatter", np.where((p[:, 3] < a[:, 3])[:, None], p, a))):  # fmt: skip
+    for name, pick in (
+        ("peak", p),
+        ("actual", a),
+        ("smaller scatter", np.where((p[:, 3] < a[:, 3])[:, None], p, a)),
+    ):
         err = np.abs(pick[:, 0] - y) / y
         out.append((name, err.mean(), np.mean((pick[:, 1] <= y) & (y <= pick[:, 2]))))
     spread = np.abs(np.log(p[:, 0] / a[:, 0]))
     low = a[:, 0] * np.exp(-np.hypot(np.log(a[:, 0] / a[:, 1]), spread))
     high = a[:, 0] * np.exp(np.hypot(np.log(a[:, 2] / a[:, 0]), spread))
-    out.append(("actual, widened by the disagreement", np.mean(np.abs(a[:, 0] - y) / y),
-                np.mean((low <= y) & (y <= high))))  # fmt: skip
+    out.append(
+        (
+            "actual, widened by the disagreement",
+            np.mean(np.abs(a[:, 0] - y) / y),
+            np.mean((low <= y) & (y <= high)),
+        )
+    )
     best = np.minimum(np.abs(p[:, 0] - y), np.abs(a[:, 0] - y)) / y
     out.append(("oracle (bound)", best.mean(), float("nan")))
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--actual-priors", type=Path, required=True,
-                    help="a build_priors.py --option warmup=actual --out folder")  # fmt: skip
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--actual-priors",
+        type=Path,
+        required=True,
+        help="a build_priors.py --option warmup=actual --out folder",
+    )
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     print(f"# warmup_modes — {machine()}")
@@ -85,11 +99,23 @@ def main() -> None:
             rows = predictions(test_set, frac, args.actual_priors)
             for rule, err, cov in score(rows):
                 cov_text = "-" if np.isnan(cov) else f"{cov:.0%}"
-                lines.append([f"{OTHER[test_set]} -> {test_set}", f"{frac:.0%}", len(rows), rule,
-                              f"{err:.2%}", cov_text])  # fmt: skip
+                lines.append(
+                    [
+                        f"{OTHER[test_set]} -> {test_set}",
+                        f"{frac:.0%}",
+                        len(rows),
+                        rule,
+                        f"{err:.2%}",
+                        cov_text,
+                    ]
+                )
                 print("  " + " | ".join(str(x) for x in lines[-1]), flush=True)
-    print(table(lines, ["prior learned on -> tested on", "seen", "runs", "rule", "mean error",
-                        "90% coverage"]))  # fmt: skip
+    print(
+        table(
+            lines,
+            ["prior learned on -> tested on", "seen", "runs", "rule", "mean error", "90% coverage"],
+        )
+    )
 
 
 if __name__ == "__main__":

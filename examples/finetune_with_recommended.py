@@ -41,36 +41,65 @@ print(f"schedule: {schedule}")
 
 text = lzma.decompress((resources.files("hf_lrlaw") / "demo_data/shakespeare.txt.xz").read_bytes())
 data = np.frombuffer(text, dtype=np.uint8).astype(np.int64)
-blocks = torch.from_numpy(data[: len(data) // args.seq_len * args.seq_len].reshape(-1, args.seq_len))
+blocks = torch.from_numpy(
+    data[: len(data) // args.seq_len * args.seq_len].reshape(-1, args.seq_len)
+)
 train = [{"input_ids": b, "labels": b} for b in blocks[:-64]]
 held_out = [{"input_ids": b, "labels": b} for b in blocks[-64:]]
 
 torch.manual_seed(0)
-model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
-    vocab_size=256, n_positions=args.seq_len, n_embd=args.n_embd, n_layer=args.n_layer,
-    n_head=args.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
+model = transformers.GPT2LMHeadModel(
+    transformers.GPT2Config(
+        vocab_size=256,
+        n_positions=args.seq_len,
+        n_embd=args.n_embd,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
+)
 
-common = dict(output_dir=args.out_dir, per_device_train_batch_size=args.batch_size,
-              eval_strategy="steps", eval_steps=max(1, schedule.total_steps // 20),
-              logging_steps=max(1, schedule.total_steps // 40), save_strategy="no",
-              report_to="none", use_cpu=not torch.cuda.is_available(), disable_tqdm=True)
+common = dict(
+    output_dir=args.out_dir,
+    per_device_train_batch_size=args.batch_size,
+    eval_strategy="steps",
+    eval_steps=max(1, schedule.total_steps // 20),
+    logging_steps=max(1, schedule.total_steps // 40),
+    save_strategy="no",
+    report_to="none",
+    use_cpu=not torch.cuda.is_available(),
+    disable_tqdm=True,
+)
 try:  # exact built-in scheduler: everything goes through TrainingArguments
     training_args = transformers.TrainingArguments(**common, **schedule.to_training_args())
     optimizers = (None, None)
     print(f"transformers scheduler: {schedule.to_hf()}")
 except ValueError as why:  # no built-in one: the schedule's own LambdaLR
     print(f"no exact transformers scheduler ({why}); using Schedule.to_torch()")
-    training_args = transformers.TrainingArguments(**common, max_steps=schedule.total_steps,
-                                                   learning_rate=schedule.peak_lr)
+    training_args = transformers.TrainingArguments(
+        **common, max_steps=schedule.total_steps, learning_rate=schedule.peak_lr
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.peak_lr, weight_decay=0.0)
     optimizers = (optimizer, schedule.to_torch(optimizer))
 
-trainer = transformers.Trainer(model=model, args=training_args, train_dataset=train,
-                               eval_dataset=held_out, optimizers=optimizers,
-                               # the first quarter is a byte-level plateau, as in the demo
-                               callbacks=[LRLawCallback(fit_kwargs={"min_step": schedule.total_steps // 4})])
+trainer = transformers.Trainer(
+    model=model,
+    args=training_args,
+    train_dataset=train,
+    eval_dataset=held_out,
+    optimizers=optimizers,
+    # the first quarter is a byte-level plateau, as in the demo
+    callbacks=[LRLawCallback(fit_kwargs={"min_step": schedule.total_steps // 4})],
+)
 trainer.train()
 final = trainer.evaluate()["eval_loss"]
-print(f"final eval loss {final:.4f}"
-      + (f" (the search's run of this schedule reached {rec['final_loss']:.4f})"
-         if rec.get("final_loss") and not args.max_steps else ""))
+print(
+    f"final eval loss {final:.4f}"
+    + (
+        f" (the search's run of this schedule reached {rec['final_loss']:.4f})"
+        if rec.get("final_loss") and not args.max_steps
+        else ""
+    )
+)

@@ -82,12 +82,22 @@ train_set, eval_set = ByteChunks(tokens[:-held_out]), ByteChunks(tokens[-held_ou
 
 torch.manual_seed(seed)
 config = transformers.GPT2Config(
-    vocab_size=256, n_positions=seq_len, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
-    resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
+    vocab_size=256,
+    n_positions=seq_len,
+    n_embd=n_embd,
+    n_layer=n_layer,
+    n_head=n_head,
+    resid_pdrop=0.0,
+    embd_pdrop=0.0,
+    attn_pdrop=0.0,
+    bos_token_id=0,
+    eos_token_id=0,
 )
 model = transformers.GPT2LMHeadModel(config)
-print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
-      f"{len(train_set) * seq_len / 1e6:.2f}M training bytes, device {device}")
+print(
+    f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+    f"{len(train_set) * seq_len / 1e6:.2f}M training bytes, device {device}"
+)
 
 args = transformers.TrainingArguments(
     output_dir=out_dir,
@@ -142,10 +152,16 @@ print("|---:|---:|---|---:|---|")
 if not record["history"]:
     print("| - | no fit succeeded (see the warnings above) | | | |")
 for h in record["history"]:
-    print(f"| {h['step']} | {h['final_loss']:.4f} | [{h['low']:.4f}, {h['high']:.4f}] | "
-          f"{(h['final_loss'] - actual) / actual:+.2%} | {h['annealing_identified']} |")
+    print(
+        f"| {h['step']} | {h['final_loss']:.4f} | [{h['low']:.4f}, {h['high']:.4f}] | "
+        f"{(h['final_loss'] - actual) / actual:+.2%} | {h['annealing_identified']} |"
+    )
 print("\npredicted final loss of the candidates (last fit):")
 for row in record["candidates"]:
-    print(f"  #{row['index']} {row['schedule']}: {row['predicted']:.4f} "
-          f"[{row['low']:.4f}, {row['high']:.4f}]")
-print(f"\nwrote {Path(out_dir) / 'lrlaw' / 'record.json'} and {Path(out_dir) / 'lrlaw' / 'fit.png'}")
+    print(
+        f"  #{row['index']} {row['schedule']}: {row['predicted']:.4f} "
+        f"[{row['low']:.4f}, {row['high']:.4f}]"
+    )
+print(
+    f"\nwrote {Path(out_dir) / 'lrlaw' / 'record.json'} and {Path(out_dir) / 'lrlaw' / 'fit.png'}"
+)

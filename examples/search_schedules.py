@@ -57,8 +57,17 @@ def text() -> bytes:
 
 def make_model() -> GPT2LMHeadModel:
     torch.manual_seed(0)
-    return GPT2LMHeadModel(GPT2Config(n_layer=LAYERS, n_embd=EMBD, n_head=HEADS, vocab_size=256,
-                                      n_positions=SEQ, bos_token_id=0, eos_token_id=0))
+    return GPT2LMHeadModel(
+        GPT2Config(
+            n_layer=LAYERS,
+            n_embd=EMBD,
+            n_head=HEADS,
+            vocab_size=256,
+            n_positions=SEQ,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
+    )
 
 
 def main() -> None:
@@ -73,27 +82,46 @@ def main() -> None:
     ap.add_argument("--output-dir", default="runs/search")
     args = ap.parse_args()
 
-    common = dict(top_k=args.top_k, pilot_steps=0.5, output_dir=args.output_dir,
-                  storage_path=args.storage_path, address=args.address, max_concurrent_trials=2)
+    common = dict(
+        top_k=args.top_k,
+        pilot_steps=0.5,
+        output_dir=args.output_dir,
+        storage_path=args.storage_path,
+        address=args.address,
+        max_concurrent_trials=2,
+    )
     if args.simulate:
         world = SimulatedWorld(model="100M")
         space = ScheduleSpace(world.peak_lr, world.total_steps, world.warmup_steps)
-        result = search_schedules(trainable=world.trainable(), space=space, metric="loss",
-                                  law_options=world.fit_options("momentum"), **common)
+        result = search_schedules(
+            trainable=world.trainable(),
+            space=space,
+            metric="loss",
+            law_options=world.fit_options("momentum"),
+            **common,
+        )
     else:
         data = text()
         cut = int(0.95 * len(data))
         resources = {"cpu": 1, **({"gpu": args.gpus_per_trial} if args.gpus_per_trial else {})}
         result = search_schedules(
-            model_init=make_model, train_dataset=ByteBlocks(data[:cut]),
+            model_init=make_model,
+            train_dataset=ByteBlocks(data[:cut]),
             eval_dataset=ByteBlocks(data[cut:], n=32),
-            training_args={"per_device_train_batch_size": BATCH, "per_device_eval_batch_size": 32,
-                           "eval_steps": max(1, args.steps // 20), "logging_steps": 10,
-                           "use_cpu": not args.gpus_per_trial},
+            training_args={
+                "per_device_train_batch_size": BATCH,
+                "per_device_eval_batch_size": 32,
+                "eval_steps": max(1, args.steps // 20),
+                "logging_steps": 10,
+                "use_cpu": not args.gpus_per_trial,
+            },
             space=ScheduleSpace(args.peak_lr, args.steps, round(0.1 * args.steps)),
-            metric="eval_loss", law_options={"lam": 0.99}, resources_per_trial=resources,
+            metric="eval_loss",
+            law_options={"lam": 0.99},
+            resources_per_trial=resources,
             # the first quarter is a byte-level plateau, which no annealing law describes
-            fit_kwargs={"min_step": args.steps // 4}, **common,
+            fit_kwargs={"min_step": args.steps // 4},
+            **common,
         )
     print(result.ranking.to_markdown(5) if result.ranking else "(no ranking)")
     print(f"\nrecommended: {result.recommended}")

@@ -74,11 +74,16 @@ class Space:
         self.params = tuple(params)
         self.is_log = np.array([p.log for p in params])
         lower = np.array([p.lower for p in params], dtype=float)
-        upper = np.array([
-            p.upper if p.upper is not None
-            else loss_ceiling if p.above_min_loss else loss_floor * (1 - 1e-9)
-            for p in params
-        ])
+        upper = np.array(
+            [
+                p.upper
+                if p.upper is not None
+                else loss_ceiling
+                if p.above_min_loss
+                else loss_floor * (1 - 1e-9)
+                for p in params
+            ]
+        )
         self.lower, self.upper = lower, upper
         self.x_lower = np.where(self.is_log, np.log(np.maximum(lower, 1e-300)), lower)
         self.x_upper = np.where(self.is_log, np.log(upper), upper)
@@ -122,9 +127,16 @@ class Objective:
     which is what the prior must be weighed against.
     """
 
-    def __init__(self, law: Law, data: Sequence[CurveData], space: Space, delta: float,
-                 point_weights: Sequence[np.ndarray], prior: Prior | None = None,
-                 context: RunContext | None = None):
+    def __init__(
+        self,
+        law: Law,
+        data: Sequence[CurveData],
+        space: Space,
+        delta: float,
+        point_weights: Sequence[np.ndarray],
+        prior: Prior | None = None,
+        context: RunContext | None = None,
+    ):
         self.law, self.data, self.space, self.delta = law, data, space, delta
         self.weights = point_weights
         self.floor = 1e-3 * min(float(d.y.min()) for d in data)
@@ -182,7 +194,11 @@ def minimise(obj: Objective, starts: np.ndarray) -> tuple[np.ndarray, float, int
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             res = minimize(
-                obj, x0, jac=True, method="L-BFGS-B", bounds=obj.space.bounds,
+                obj,
+                x0,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=obj.space.bounds,
                 options={"maxiter": 3000, "ftol": 1e-13, "gtol": 1e-9, "maxcor": 20},
             )
         if np.isfinite(res.fun):

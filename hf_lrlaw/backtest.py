@@ -83,8 +83,13 @@ def backtest(
         final_step, actual = int(c.last_step), float(c.losses[-1])
         for frac in fractions:
             head = c.head(float(frac))
-            base = dict(curve=c.name, seen=float(frac), final_step=final_step, actual=actual,
-                        last_fitted_step=int(head.last_step) if len(head) else -1)  # fmt: skip
+            base = dict(
+                curve=c.name,
+                seen=float(frac),
+                final_step=final_step,
+                actual=actual,
+                last_fitted_step=int(head.last_step) if len(head) else -1,
+            )
             if not len(head):
                 rows.append(BacktestRow(**base, failure=f"no logged point in its first {frac:.2%}"))
                 continue
@@ -97,8 +102,9 @@ def backtest(
                 rows.append(BacktestRow(**base, failure=str(exc)))
                 continue
             m, lo, hi = f.predict_interval(c.lrs, [final_step], level=level)
-            rows.append(BacktestRow(**base, predicted=float(m[0]), low=float(lo[0]),
-                                    high=float(hi[0])))  # fmt: skip
+            rows.append(
+                BacktestRow(**base, predicted=float(m[0]), low=float(lo[0]), high=float(hi[0]))
+            )
     return rows
 
 
@@ -109,12 +115,14 @@ def summarize(rows: Sequence[BacktestRow]) -> list[BacktestSummary]:
         group = [r for r in rows if r.seen == seen]
         errors = np.abs([r.error for r in group if r.error is not None])
         inside = [r.inside for r in group if r.inside is not None]
-        out.append(BacktestSummary(
-            seen=seen,
-            runs=len(group),
-            failed=sum(r.failure is not None for r in group),
-            mean_abs_error=float(errors.mean()) if len(errors) else None,
-            worst_abs_error=float(errors.max()) if len(errors) else None,
-            coverage=float(np.mean(inside)) if inside else None,
-        ))  # fmt: skip
+        out.append(
+            BacktestSummary(
+                seen=seen,
+                runs=len(group),
+                failed=sum(r.failure is not None for r in group),
+                mean_abs_error=float(errors.mean()) if len(errors) else None,
+                worst_abs_error=float(errors.max()) if len(errors) else None,
+                coverage=float(np.mean(inside)) if inside else None,
+            )
+        )
     return out

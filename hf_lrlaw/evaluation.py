@@ -31,19 +31,21 @@ def evaluate(fit: Fit, curves: Sequence[LossCurve], level: float = 0.9) -> dict[
         pred = fit.predict(c.lrs, steps)
         m, lo, hi = fit.predict_interval(c.lrs, [c.last_step], level=level)
         final = float(c.losses[-1])
-        rows.append({
-            "curve": c.name,
-            "points": int(mask.sum()),
-            "in_sample": bool(in_sample),
-            "mean_rel_error": float(np.mean(np.abs(pred - losses) / losses)),
-            "last_step": c.last_step,
-            "loss": final,
-            "predicted": float(m[0]),
-            "low": float(lo[0]),
-            "high": float(hi[0]),
-            "final_rel_error": float((m[0] - final) / final),
-            "covered": bool(lo[0] <= final <= hi[0]),
-        })  # fmt: skip
+        rows.append(
+            {
+                "curve": c.name,
+                "points": int(mask.sum()),
+                "in_sample": bool(in_sample),
+                "mean_rel_error": float(np.mean(np.abs(pred - losses) / losses)),
+                "last_step": c.last_step,
+                "loss": final,
+                "predicted": float(m[0]),
+                "low": float(lo[0]),
+                "high": float(hi[0]),
+                "final_rel_error": float((m[0] - final) / final),
+                "covered": bool(lo[0] <= final <= hi[0]),
+            }
+        )
     held_rows = [r for r in rows if not r["in_sample"]]
     use = held_rows or rows
     return {

@@ -24,7 +24,15 @@ from hf_lrlaw.laws import Law, LawError, get_law
 if TYPE_CHECKING:
     from hf_lrlaw.schedules import Schedule
 
-__all__ = ["ANNEAL_SEEN", "MAX_ANNEAL_GAIN", "SCHEMA", "Fit", "FitError", "GoodnessOfFit", "fit_data"]
+__all__ = [
+    "ANNEAL_SEEN",
+    "MAX_ANNEAL_GAIN",
+    "SCHEMA",
+    "Fit",
+    "FitError",
+    "GoodnessOfFit",
+    "fit_data",
+]
 
 SCHEMA = "hf_lrlaw.fit/1"
 ANNEAL_SEEN = 0.02  # an LR drop below 2% of the peak does not tell the annealing coefficient
@@ -120,8 +128,11 @@ class Fit:
         for c in self.curves:
             try:
                 lr_steps, warmup = int(c["total_steps"]), int(c["warmup_steps"])
-                run = {"peak_lr": float(c["peak_lr"]), "total_steps": int(c["planned_steps"]),
-                       "warmup_steps": warmup}  # fmt: skip
+                run = {
+                    "peak_lr": float(c["peak_lr"]),
+                    "total_steps": int(c["planned_steps"]),
+                    "warmup_steps": warmup,
+                }
             except (KeyError, TypeError, ValueError):
                 return None
             if warmup >= lr_steps - 1:
@@ -132,7 +143,8 @@ class Fit:
         first = runs[0]
         for run in runs[1:]:
             if (run["total_steps"], run["warmup_steps"]) != (
-                first["total_steps"], first["warmup_steps"]
+                first["total_steps"],
+                first["warmup_steps"],
             ) or not math.isclose(run["peak_lr"], first["peak_lr"], rel_tol=1e-6):
                 return None
         return first
@@ -178,7 +190,9 @@ class Fit:
             by_len: dict[int, list[int]] = {}
             for i, r in enumerate(rows):
                 by_len.setdefault(len(r), []).append(i)
-            blocks = [(np.asarray(idx), np.stack([rows[i] for i in idx])) for idx in by_len.values()]
+            blocks = [
+                (np.asarray(idx), np.stack([rows[i] for i in idx])) for idx in by_len.values()
+            ]
         mean, low, high = (np.empty(n) for _ in range(3))
         for idx, block in blocks:
             if np.any(~np.isfinite(block)) or np.any(block < 0):
@@ -261,10 +275,13 @@ class Fit:
         if self.selection:
             lines.append(f"  chosen by: {self.selection.get('reason', '')}")
         if self.prior:
-            moved = ", ".join(f"{name} {v['shift_in_prior_sd']:+.1f}"
-                              for name, v in self.prior.get("features", {}).items())  # fmt: skip
-            lines.append(f"  prior: {self.prior.get('source', '')}; the data moved it by "
-                         f"(prior sds) {moved}")  # fmt: skip
+            moved = ", ".join(
+                f"{name} {v['shift_in_prior_sd']:+.1f}"
+                for name, v in self.prior.get("features", {}).items()
+            )
+            lines.append(
+                f"  prior: {self.prior.get('source', '')}; the data moved it by (prior sds) {moved}"
+            )
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -310,7 +327,9 @@ class Fit:
         try:
             g = data["goodness"]
             goodness = GoodnessOfFit(
-                _number(g["r2"]), _number(g["mean_rel_error"]), _number(g["worst_rel_error"]),
+                _number(g["r2"]),
+                _number(g["mean_rel_error"]),
+                _number(g["worst_rel_error"]),
                 int(g["n_points"]),
                 {k: tuple(v) for k, v in g.get("per_curve", {}).items()},
             )

@@ -333,7 +333,9 @@ def _narrow_annealing(prior: Prior, law: Law) -> Prior:
 
 def _curve_summary(c: LossCurve) -> dict[str, Any]:
     seen = c.observed_lrs()
-    planned = c.meta.get("max_steps") or c.meta.get("total_steps")  # a trainer state's, a data set's
+    planned = c.meta.get("max_steps") or c.meta.get(
+        "total_steps"
+    )  # a trainer state's, a data set's
     if isinstance(planned, bool) or not isinstance(planned, int) or planned < len(c.lrs):
         planned = len(c.lrs)
     return {

@@ -32,6 +32,7 @@ from hf_lrlaw.files import write_atomic
 from hf_lrlaw.fit_result import Fit
 from hf_lrlaw.ranking import Ranking
 from hf_lrlaw.schedules import Schedule
+from hf_lrlaw.schedules.labels import labels_without_common, schedule_label, truncate
 
 __all__ = [
     "plot_fit",
@@ -65,98 +66,6 @@ def _new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
-
-
-# -- labels --------------------------------------------------------------------------------------
-
-_ABBREV = {
-    "peak_lr": "lr",
-    "total_steps": "T",
-    "warmup_steps": "W",
-    "warmup_shape": "warmup",
-    "warmup_start_ratio": "w0",
-    "decay_fraction": "decay",
-    "decay_shape": "",
-    "final_ratio": "final",
-    "milestones": "at",
-    "factor": "x",
-    "switch_fraction": "switch",
-    "second_ratio": "then",
-    "timescale": "tau",
-    "cycles": "cycles",
-    "min_ratio": "min",
-    "rewarmup_steps": "rewarm",
-    "name": "",
-}
-_COMMON_DEFAULTS = {"warmup_shape": "linear", "warmup_start_ratio": 0.0}
-
-
-def _num(value: Any) -> str:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.3g}"
-    if isinstance(value, (tuple, list)):
-        return "[" + ",".join(_num(v) for v in value) + "]"
-    return str(value)
-
-
-def _fields(s: Schedule) -> list[tuple[str, str]]:
-    """``(key, text)`` pairs that describe a schedule compactly, in canonical order."""
-    if s.kind == "free_form":
-        name = s.param("name")
-        return [("name", str(name) if name else f"{s.total_steps} steps")]
-    out = [("peak_lr", _num(s.peak_lr)), ("total_steps", _num(s.total_steps)),
-           ("warmup_steps", _num(s.warmup_steps))]  # fmt: skip
-    for key, default in _COMMON_DEFAULTS.items():
-        value = getattr(s, key)
-        if value != default:
-            out.append((key, _num(value)))
-    for key, value in s.param_items:
-        if value is not None:
-            out.append((key, _num(value)))
-    return out
-
-
-def _join(kind: str, fields: Sequence[tuple[str, str]], width: int) -> str:
-    parts = [text if not _ABBREV.get(key, key) else f"{_ABBREV.get(key, key)}={text}"
-             for key, text in fields]  # fmt: skip
-    return _truncate(" ".join([kind, *parts]), width)
-
-
-def _truncate(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(1, width - 1)] + "\u2026"
-
-
-def schedule_label(item: Schedule | str, width: int = 60) -> str:
-    """A short one-line label of a schedule (or of its text), e.g.
-    ``wsd lr=0.0003 T=24000 W=2160 decay=0.2 linear final=0.1``, cut at ``width`` characters."""
-    if isinstance(item, str):
-        try:
-            item = Schedule.parse(item)
-        except ValueError:
-            return _truncate(" ".join(item.split()), width)
-    if not isinstance(item, Schedule):
-        return _truncate(str(item), width)
-    return _join(item.kind, _fields(item), width)
-
-
-def _labels_without_common(
-    schedules: Sequence[Schedule], width: int
-) -> tuple[list[str], str]:
-    """Labels with the fields every schedule shares left out, and those shared fields as text."""
-    fields = [_fields(s) for s in schedules]
-    if len(schedules) < 2:
-        return [_join(s.kind, f, width) for s, f in zip(schedules, fields)], ""
-    shared = set(fields[0]).intersection(*map(set, fields[1:]))
-    shared_keys = {k for k, _ in shared if k in ("peak_lr", "total_steps", "warmup_steps")}
-    shared_keys |= {k for k, _ in shared if k in _COMMON_DEFAULTS}
-    labels = [
-        _join(s.kind, [(k, t) for k, t in f if k not in shared_keys], width)
-        for s, f in zip(schedules, fields)
-    ]
-    common = [(k, t) for k, t in fields[0] if k in shared_keys]
-    return labels, " ".join(f"{_ABBREV.get(k, k)}={t}" for k, t in common)
 
 
 # -- evaluation grid -----------------------------------------------------------------------------
@@ -228,8 +137,13 @@ class _Item:
 
 def _as_item(obj: Any, label: str | None, index: int) -> _Item:
     if isinstance(obj, LossCurve):
-        return _Item(label or obj.name or f"curve {index + 1}", np.asarray(obj.lrs),
-                     np.asarray(obj.steps), np.asarray(obj.losses), -1)  # fmt: skip
+        return _Item(
+            label or obj.name or f"curve {index + 1}",
+            np.asarray(obj.lrs),
+            np.asarray(obj.steps),
+            np.asarray(obj.losses),
+            -1,
+        )
     if isinstance(obj, str):
         obj = Schedule.parse(obj)
     if isinstance(obj, Schedule):
@@ -309,8 +223,13 @@ def plot_fit(
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     items = [
-        _Item(c.name or f"curve {i + 1}", np.asarray(c.lrs), np.asarray(c.steps),
-              np.asarray(c.losses), fit.fitted_last_step(c))  # fmt: skip
+        _Item(
+            c.name or f"curve {i + 1}",
+            np.asarray(c.lrs),
+            np.asarray(c.steps),
+            np.asarray(c.losses),
+            fit.fitted_last_step(c),
+        )
         for i, c in enumerate(curves)
     ]
     items += [
@@ -343,12 +262,29 @@ def plot_fit(
             steps, losses = _thin(item.steps, item.losses)
             used = steps <= item.fitted_last
             if used.any():
-                ax.plot(steps[used], losses[used], "o", ms=2.5, color=color, alpha=0.35,
-                        mec="none", zorder=1)  # fmt: skip
+                ax.plot(
+                    steps[used],
+                    losses[used],
+                    "o",
+                    ms=2.5,
+                    color=color,
+                    alpha=0.35,
+                    mec="none",
+                    zorder=1,
+                )
                 any_fitted = True
             if (~used).any():
-                ax.plot(steps[~used], losses[~used], "o", ms=3, mfc="none", mec=color,
-                        alpha=0.5, mew=0.7, zorder=1)  # fmt: skip
+                ax.plot(
+                    steps[~used],
+                    losses[~used],
+                    "o",
+                    ms=3,
+                    mfc="none",
+                    mec=color,
+                    alpha=0.5,
+                    mew=0.7,
+                    zorder=1,
+                )
                 any_held = True
             observed.append(item.losses)
         label = item.label
@@ -358,19 +294,24 @@ def plot_fit(
         if ahead.sum() >= 1:
             ax.plot(grid[ahead], mean[ahead], "--", color=color, lw=1.6, label=label, zorder=3)
             if fit.annealing_identified:
-                ax.fill_between(grid[ahead], low[ahead], high[ahead], color=color, alpha=0.13,
-                                lw=0)  # fmt: skip
+                ax.fill_between(grid[ahead], low[ahead], high[ahead], color=color, alpha=0.13, lw=0)
             else:  # very wide bands: light fill and edges, so the curves stay readable
-                ax.fill_between(grid[ahead], low[ahead], high[ahead], color=color, alpha=0.04,
-                                lw=0)  # fmt: skip
+                ax.fill_between(grid[ahead], low[ahead], high[ahead], color=color, alpha=0.04, lw=0)
                 for edge in (low, high):
                     ax.plot(grid[ahead], edge[ahead], ":", color=color, lw=0.7, alpha=0.6)
             any_band = True
         means.append(mean)
         stride = max(1, len(item.lrs) // 4000)
-        lr_steps = np.unique(np.concatenate([np.arange(0, len(item.lrs), stride),
-                                             _jumps(item.lrs), _jumps(item.lrs) - 1,
-                                             [len(item.lrs) - 1]]))  # fmt: skip
+        lr_steps = np.unique(
+            np.concatenate(
+                [
+                    np.arange(0, len(item.lrs), stride),
+                    _jumps(item.lrs),
+                    _jumps(item.lrs) - 1,
+                    [len(item.lrs) - 1],
+                ]
+            )
+        )
         ax_lr.plot(lr_steps, item.lrs[lr_steps], color=color, lw=1.2)
 
     _set_loss_limits(ax, observed, means)
@@ -382,20 +323,40 @@ def plot_fit(
     ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
 
     handles, names = ax.get_legend_handles_labels()
-    names = [_truncate(n, 56) for n in names]
+    names = [truncate(n, 56) for n in names]
     style = [Line2D([], [], color="0.3", lw=1.6, label="law, fitted part")]
     if any_band:
-        style += [Line2D([], [], color="0.3", lw=1.6, ls="--", label="law, predicted"),
-                  Patch(color="0.3", alpha=0.15, label=f"{level:.0%} band")]  # fmt: skip
+        style += [
+            Line2D([], [], color="0.3", lw=1.6, ls="--", label="law, predicted"),
+            Patch(color="0.3", alpha=0.15, label=f"{level:.0%} band"),
+        ]
     if any_fitted:
-        style.append(Line2D([], [], ls="", marker="o", ms=4, color="0.3", alpha=0.5,
-                            mec="none", label="loss, fitted"))  # fmt: skip
+        style.append(
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker="o",
+                ms=4,
+                color="0.3",
+                alpha=0.5,
+                mec="none",
+                label="loss, fitted",
+            )
+        )
     if any_held:
-        style.append(Line2D([], [], ls="", marker="o", ms=4, mfc="none", mec="0.3",
-                            label="loss, held out"))  # fmt: skip
-    ax.legend(handles + style, names + [h.get_label() for h in style], fontsize=7.5,
-              loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
-              frameon=False)  # fmt: skip
+        style.append(
+            Line2D([], [], ls="", marker="o", ms=4, mfc="none", mec="0.3", label="loss, held out")
+        )
+    ax.legend(
+        handles + style,
+        names + [h.get_label() for h in style],
+        fontsize=7.5,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0.0,
+        frameon=False,
+    )
 
     stats, flags = _fit_headline(fit)
     headline = title or f"{fit.law} law fitted on {len(fit.curves)} curve(s)"
@@ -420,8 +381,9 @@ def _set_loss_limits(ax: Any, observed: list[np.ndarray], means: list[np.ndarray
     pred = pred[np.isfinite(pred)]
     if not len(obs) and not len(pred):
         return
-    core_lo = min(float(obs.min()) if len(obs) else np.inf,
-                  float(pred.min()) if len(pred) else np.inf)  # fmt: skip
+    core_lo = min(
+        float(obs.min()) if len(obs) else np.inf, float(pred.min()) if len(pred) else np.inf
+    )
     core_hi = float(np.quantile(obs, 0.995)) if len(obs) else float(np.quantile(pred, 0.95))
     span = max(core_hi - core_lo, 1e-6 * max(abs(core_hi), 1.0))
     ax.set_ylim(core_lo - 0.06 * span, core_hi + 0.06 * span)
@@ -449,7 +411,7 @@ def plot_ranking(
     if not rows:
         raise ValueError("the ranking is empty")
     n = len(rows)
-    labels, common = _labels_without_common([r.schedule for r in rows], 70)
+    labels, common = labels_without_common([r.schedule for r in rows], 70)
     labels = [f"{r.rank}. {lab}" for r, lab in zip(rows, labels)]
     contenders = {id(r) for r in ranking.contenders()}
     fig = _new_figure(10.0, 1.4 + 0.3 * n)
@@ -460,8 +422,16 @@ def plot_ranking(
     high = np.array([r.high for r in rows])
     for i, r in enumerate(rows):
         color = "C0" if id(r) in contenders else "0.55"
-        ax.errorbar(pred[i], y[i], xerr=[[pred[i] - low[i]], [high[i] - pred[i]]], fmt="o",
-                    color=color, ms=4, capsize=2.5, lw=1.2)  # fmt: skip
+        ax.errorbar(
+            pred[i],
+            y[i],
+            xerr=[[pred[i] - low[i]], [high[i] - pred[i]]],
+            fmt="o",
+            color=color,
+            ms=4,
+            capsize=2.5,
+            lw=1.2,
+        )
     ax.axvline(ranking.best.predicted, color="C3", lw=0.8, ls=":")
     ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
@@ -471,14 +441,20 @@ def plot_ranking(
     span = max(x_right - float(low.min()), 1e-9)
     ax.set_xlim(float(low.min()) - 0.02 * span, x_right + 0.22 * span)
     for i, r in enumerate(rows):
-        ax.text(x_right + 0.04 * span, y[i], f"P(best) {r.prob_best:.2f}", va="center",
-                fontsize=7, color="0.3")  # fmt: skip
+        ax.text(
+            x_right + 0.04 * span,
+            y[i],
+            f"P(best) {r.prob_best:.2f}",
+            va="center",
+            fontsize=7,
+            color="0.3",
+        )
     head = title or (
         f"Top {n} of {len(ranking)} candidates by predicted final loss ({ranking.law} law)"
     )
     sub = [common] if common else []
     if ranking.notes:
-        sub.append(f"{len(ranking.notes)} note(s) on the fit: " + _truncate(ranking.notes[0], 90))
+        sub.append(f"{len(ranking.notes)} note(s) on the fit: " + truncate(ranking.notes[0], 90))
     ax.set_title("\n".join([head, *sub]), fontsize=9.5)
     if path is not None:
         save_figure(fig, path)
@@ -514,12 +490,27 @@ def plot_predictions_vs_actual(
             pred[i], low[i], high[i] = m[0], lo[0], hi[0]
         err = float(np.mean(np.abs(pred - actual) / actual))
         shift = (j - (len(fits) - 1) / 2) * 0.004 * max(float(np.ptp(actual)), 1e-3)
-        ax.errorbar(actual + shift, pred, yerr=[pred - low, high - pred], fmt="o", ms=4, capsize=2,
-                    color=f"C{j}", label=f"{label}: mean |error| {err:.2%}", alpha=0.85)  # fmt: skip
+        ax.errorbar(
+            actual + shift,
+            pred,
+            yerr=[pred - low, high - pred],
+            fmt="o",
+            ms=4,
+            capsize=2,
+            color=f"C{j}",
+            label=f"{label}: mean |error| {err:.2%}",
+            alpha=0.85,
+        )
         everything += [pred]
     for c, a in zip(curves, actual):
-        ax.annotate(_truncate(c.name, 28), (a, a), fontsize=6.5, color="0.35",
-                    xytext=(4, -9), textcoords="offset points")  # fmt: skip
+        ax.annotate(
+            truncate(c.name, 28),
+            (a, a),
+            fontsize=6.5,
+            color="0.35",
+            xytext=(4, -9),
+            textcoords="offset points",
+        )
     both = np.concatenate(everything)
     lo_, hi_ = float(both.min()), float(both.max())
     pad = 0.08 * max(hi_ - lo_, 1e-3)

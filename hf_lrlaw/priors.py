@@ -254,7 +254,9 @@ def size_prior(
         raise PriorError("size_prior needs one size per fit, and at least one fit")
     priors = [Prior.from_fit(f, widen=0.0) for f in fits]
     law = fits[0].law_object
-    if any(p.law != priors[0].law or dict(p.law_options) != dict(priors[0].law_options) for p in priors):
+    if any(
+        p.law != priors[0].law or dict(p.law_options) != dict(priors[0].law_options) for p in priors
+    ):
         raise PriorError("size_prior needs fits of one law with the same options")
     x = np.log(np.asarray(sizes, dtype=float))
     x0 = np.log(float(target_size))
@@ -347,7 +349,9 @@ class PriorChoice:
     _loaded: dict[str, Prior] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def resolve(cls, prior: str | os.PathLike[str] | Prior | Fit | PriorChoice | None) -> PriorChoice:
+    def resolve(
+        cls, prior: str | os.PathLike[str] | Prior | Fit | PriorChoice | None
+    ) -> PriorChoice:
         if isinstance(prior, PriorChoice):
             return prior
         if prior is None:
@@ -417,9 +421,7 @@ class PriorChoice:
         return self._loaded[stem]
 
 
-def resolve_prior(
-    prior: str | os.PathLike[str] | Prior | Fit | None, law: Law
-) -> Prior | None:
+def resolve_prior(prior: str | os.PathLike[str] | Prior | Fit | None, law: Law) -> Prior | None:
     """The Prior that ``prior=`` gives a fit of ``law`` (see :class:`PriorChoice`)."""
     return PriorChoice.resolve(prior).for_law(law)
 

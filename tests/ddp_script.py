@@ -37,7 +37,11 @@ def train(out: Path, batch: int, *, steps: int, stop: float | None, law: str = "
     rank = int(os.environ.get("RANK", "0"))
     folder = out / f"rank{rank}"
     callback = LRLawCallback(
-        law=law, fit_after=10, fit_every=5, min_points=5, stop_if_predicted_above=stop,
+        law=law,
+        fit_after=10,
+        fit_every=5,
+        min_points=5,
+        stop_if_predicted_above=stop,
         plot=False,
     )
     args = tiny_args(

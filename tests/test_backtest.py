@@ -15,8 +15,11 @@ from hf_lrlaw.cli import main
 
 @pytest.fixture(scope="module")
 def runs():
-    return [c for c in datasets.load("multipowerlaw", model="100M")
-            if c.meta["schedule"] in ("cosine_24000", "wsd_20000_24000", "constant_24000")]
+    return [
+        c
+        for c in datasets.load("multipowerlaw", model="100M")
+        if c.meta["schedule"] in ("cosine_24000", "wsd_20000_24000", "constant_24000")
+    ]
 
 
 def test_each_run_is_cut_fitted_alone_and_judged_at_its_end(runs):
@@ -48,7 +51,9 @@ def test_a_run_that_cannot_be_cut_is_reported_not_raised(runs):
 def test_lrlaw_backtest_prints_and_writes_a_report(tmp_path, capsys):
     out = tmp_path / "report.csv"
     spec = "dataset:multipowerlaw:model=100M,schedule=cosine_24000,wsd_20000_24000"
-    code = main(["backtest", spec, "--prior", "default:lr-scheduling", "--at", "0.5", "-o", str(out)])
+    code = main(
+        ["backtest", spec, "--prior", "default:lr-scheduling", "--at", "0.5", "-o", str(out)]
+    )
     stdout, err = capsys.readouterr()
     assert code == 0, err
     assert "from 0.5: 2/2 runs predicted, mean |error|" in stdout

@@ -164,7 +164,9 @@ def test_lr_of_every_step_is_the_one_the_optimizer_used(main_run):
     np.testing.assert_allclose(lrs, schedule.lrs(), rtol=1e-12, atol=1e-18)
     assert record["schedule"]["text"] == str(schedule)
     assert np.array_equal(np.array(record["planned_lrs"]), used)
-    logged = {h["step"]: h["learning_rate"] for h in trainer.state.log_history if "learning_rate" in h}
+    logged = {
+        h["step"]: h["learning_rate"] for h in trainer.state.log_history if "learning_rate" in h
+    }
     assert all(lrs[g - 1] == lr for g, lr in logged.items())
 
 
@@ -215,14 +217,19 @@ def test_tensorboard_event_file_has_the_predictions(main_run):
     acc = EventAccumulator(events)
     acc.Reload()
     tags = acc.Tags()["scalars"]
-    for key in ("predicted_final_loss", "predicted_final_loss_low", "predicted_final_loss_high",
-                "best_candidate_final_loss"):
+    for key in (
+        "predicted_final_loss",
+        "predicted_final_loss_low",
+        "predicted_final_loss_high",
+        "best_candidate_final_loss",
+    ):
         assert f"train/lrlaw/{key}" in tags
     scalars = acc.Scalars("train/lrlaw/predicted_final_loss")
     logged = _lrlaw_logs(trainer)
     assert [s.step for s in scalars] == [h["step"] for h in logged]
-    np.testing.assert_allclose([s.value for s in scalars],
-                               [h["lrlaw/predicted_final_loss"] for h in logged], rtol=1e-6)
+    np.testing.assert_allclose(
+        [s.value for s in scalars], [h["lrlaw/predicted_final_loss"] for h in logged], rtol=1e-6
+    )
 
 
 def test_record_loads_with_the_core_loaders(main_run):
@@ -239,8 +246,10 @@ def test_record_loads_with_the_core_loaders(main_run):
         loaded = Fit.load(path)
     except FitError as exc:
         if RECORD_SCHEMA in str(exc):
-            pytest.xfail("core: Fit.load must read the 'fit' of a record whose schema is "
-                         f"{RECORD_SCHEMA!r} ({exc})")
+            pytest.xfail(
+                "core: Fit.load must read the 'fit' of a record whose schema is "
+                f"{RECORD_SCHEMA!r} ({exc})"
+            )
         raise
     assert loaded.params == callback.latest_fit.params
     mean, _, _ = loaded.predict_interval(curve.lrs, [MAIN_STEPS - 1])
@@ -304,13 +313,19 @@ def test_spike_does_not_drag_the_fit(main_run):
 def test_resume_finds_every_point_exactly_once(main_run, data, tmp_path, restore):
     _, _, _, out = main_run
     checkpoint = out / "checkpoint-80"
-    assert "LRLawCallback" in json.loads((checkpoint / "trainer_state.json").read_text())[
-        "stateful_callbacks"]
+    assert (
+        "LRLawCallback"
+        in json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"]
+    )
     resumed_out = tmp_path / "tiny-gpt2"
     spy, callback = LRSpy(), LRLawCallback(**MAIN_CALLBACK)
-    trainer = _trainer(resumed_out, data, [spy, callback],
-                       **{**MAIN_ARGS, "report_to": "none", "save_strategy": "no"},
-                       restore_callback_states_from_checkpoint=restore)
+    trainer = _trainer(
+        resumed_out,
+        data,
+        [spy, callback],
+        **{**MAIN_ARGS, "report_to": "none", "save_strategy": "no"},
+        restore_callback_states_from_checkpoint=restore,
+    )
     trainer.train(resume_from_checkpoint=str(checkpoint))
     assert min(spy.lrs) == 80  # it did resume
     full, resumed = _record(out), _record(resumed_out)
@@ -331,11 +346,20 @@ def test_resume_finds_every_point_exactly_once(main_run, data, tmp_path, restore
 
 def test_train_loss_with_gradient_accumulation_and_a_high_threshold(tmp_path, data):
     spy = LRSpy()
-    callback = LRLawCallback(fit_after=20, fit_every=10, stop_if_predicted_above=50.0,
-                             fit_kwargs={"prior": "default"})  # a prior steadies early fits
-    trainer = _trainer(tmp_path, data, [spy, callback], max_steps=50, logging_steps=2,
-                       per_device_train_batch_size=4, gradient_accumulation_steps=2,
-                       lr_scheduler_type="linear", warmup_steps=5)
+    callback = LRLawCallback(
+        fit_after=20, fit_every=10, stop_if_predicted_above=50.0, fit_kwargs={"prior": "default"}
+    )  # a prior steadies early fits
+    trainer = _trainer(
+        tmp_path,
+        data,
+        [spy, callback],
+        max_steps=50,
+        logging_steps=2,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        lr_scheduler_type="linear",
+        warmup_steps=5,
+    )
     trainer.train()
     assert trainer.state.global_step == 50  # a high threshold never stops the run
     record = _record(tmp_path)
@@ -371,9 +395,17 @@ def test_epoch_based_run_with_a_torch_scheduler(tmp_path, data):
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=30, eta_min=3e-4)
     spy = LRSpy()
     callback = LRLawCallback(fit_after=12, fit_every=6, min_points=5, background=False)
-    trainer = _trainer(tmp_path, (train, None), [spy, callback], model=model,
-                       optimizers=(optimizer, scheduler), max_steps=-1, num_train_epochs=1,
-                       per_device_train_batch_size=8, logging_steps=2)
+    trainer = _trainer(
+        tmp_path,
+        (train, None),
+        [spy, callback],
+        model=model,
+        optimizers=(optimizer, scheduler),
+        max_steps=-1,
+        num_train_epochs=1,
+        per_device_train_batch_size=8,
+        logging_steps=2,
+    )
     trainer.train()
     assert trainer.state.global_step == 30
     record = _record(tmp_path)
@@ -394,8 +426,15 @@ def test_custom_lambda_scheduler_with_zero_lr_steps(tmp_path, data):
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     scheduler = Schedule.free_form(lrs).to_torch(optimizer)
     callback = LRLawCallback(fit_after=30, fit_every=10, min_points=5)
-    trainer = _trainer(tmp_path, data, [callback], model=model, optimizers=(optimizer, scheduler),
-                       max_steps=40, logging_steps=2)
+    trainer = _trainer(
+        tmp_path,
+        data,
+        [callback],
+        model=model,
+        optimizers=(optimizer, scheduler),
+        max_steps=40,
+        logging_steps=2,
+    )
     trainer.train()
     record = _record(tmp_path)
     assert record["curves"][0]["lrs"] == lrs.tolist()
@@ -431,8 +470,15 @@ def test_nan_loss_is_flagged_as_divergence(tmp_path, data, caplog):
 
     model.register_forward_hook(poison)
     callback = LRLawCallback(fit_after=16, fit_every=8)
-    trainer = _trainer(tmp_path, data, [callback], model=model, max_steps=32, logging_steps=2,
-                       logging_nan_inf_filter=False)
+    trainer = _trainer(
+        tmp_path,
+        data,
+        [callback],
+        model=model,
+        max_steps=32,
+        logging_steps=2,
+        logging_nan_inf_filter=False,
+    )
     with caplog.at_level(logging.WARNING, logger="hf_lrlaw.callback"):
         trainer.train()
     assert trainer.state.global_step == 32
@@ -472,8 +518,7 @@ def test_points_before_min_step_do_not_count_towards_the_first_fit(tmp_path, dat
 
 def test_lr_of_zero_everywhere_warns_and_training_completes(tmp_path, data, caplog):
     callback = LRLawCallback(fit_after=6, fit_every=3, min_points=5)
-    trainer = _trainer(tmp_path, data, [callback], max_steps=12, logging_steps=1,
-                       learning_rate=0.0)
+    trainer = _trainer(tmp_path, data, [callback], max_steps=12, logging_steps=1, learning_rate=0.0)
     with caplog.at_level(logging.WARNING, logger="hf_lrlaw.callback"):
         trainer.train()
     assert trainer.state.global_step == 12
@@ -493,8 +538,14 @@ class SetLR(transformers.TrainerCallback):
 
 def test_lr_other_than_the_plan_is_recorded_and_flagged(tmp_path, data, caplog):
     spy, callback = LRSpy(), LRLawCallback(fit_after=10, fit_every=5, min_points=5)
-    trainer = _trainer(tmp_path, data, [SetLR(), spy, callback], max_steps=20, logging_steps=1,
-                       lr_scheduler_type="constant")
+    trainer = _trainer(
+        tmp_path,
+        data,
+        [SetLR(), spy, callback],
+        max_steps=20,
+        logging_steps=1,
+        lr_scheduler_type="constant",
+    )
     with caplog.at_level(logging.WARNING, logger="hf_lrlaw.callback"):
         trainer.train()
     lrs = _record(tmp_path)["curves"][0]["lrs"]
@@ -533,15 +584,16 @@ def test_predictions_that_are_not_losses_are_withheld():
     job = SimpleNamespace(metric="eval_loss")
     good = {"final_loss": 1.5, "low": 0.0, "high": 1.7}
     check_sane(job, _Result(step=10, final=False, prediction=good))
-    for bad in ({"final_loss": -6.9, "low": -5.6, "high": -8.6},
-                {"final_loss": 1.5, "low": 1.6, "high": 1.7},
-                {"final_loss": float("nan"), "low": 1.0, "high": 2.0}):
+    for bad in (
+        {"final_loss": -6.9, "low": -5.6, "high": -8.6},
+        {"final_loss": 1.5, "low": 1.6, "high": 1.7},
+        {"final_loss": float("nan"), "low": 1.0, "high": 2.0},
+    ):
         with pytest.raises(FitError, match="not a loss"):
             check_sane(job, _Result(step=10, final=False, prediction=bad))
     row = {"index": 0, "predicted": -0.1, "low": -0.2, "high": 0.1}
     with pytest.raises(FitError, match="candidate 0"):
-        check_sane(job, _Result(step=10, final=False, prediction=good,
-                                               candidates=[row]))
+        check_sane(job, _Result(step=10, final=False, prediction=good, candidates=[row]))
 
 
 def test_trials_of_a_search_write_to_their_own_folders():

@@ -33,8 +33,21 @@ def runs(tmp_path_factory):
     ddp = tmp_path_factory.mktemp("ddp")
     single = tmp_path_factory.mktemp("single")
     torchrun = Path(sys.executable).with_name("torchrun")
-    _run([str(torchrun), "--nproc_per_node", "2", "--master_port", str(_free_port()),
-          str(SCRIPT), "--out", str(ddp), "--batch", "4"], ddp)
+    _run(
+        [
+            str(torchrun),
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(_free_port()),
+            str(SCRIPT),
+            "--out",
+            str(ddp),
+            "--batch",
+            "4",
+        ],
+        ddp,
+    )
     _run([sys.executable, str(SCRIPT), "--out", str(single), "--batch", "8"], single)
     results = {
         "ddp": [json.loads((ddp / f"result-rank{r}.json").read_text()) for r in (0, 1)],

@@ -48,8 +48,9 @@ def test_size_sweep_prior_predicts_the_large_model_from_its_first_quarter(capsys
         spec = f"dataset:multipowerlaw:model={size},split=train"
         assert run(capsys, "fit", spec, "--law", "momentum", "-o", fits[-1])[0] == 0
     prior = tmp_path / "prior.json"
-    code, out, err = run(capsys, "prior", *fits, "--sizes", "25M,100M", "--target", "400M",
-                         "-o", prior)  # fmt: skip
+    code, out, err = run(
+        capsys, "prior", *fits, "--sizes", "25M,100M", "--target", "400M", "-o", prior
+    )
     assert code == 0, err
     assert "size sweep 25M, 100M -> 400M parameters" in out and "log_anneal_gain" in out
     big = datasets.load("multipowerlaw", model="400M", schedule="cosine_24000")[0]
@@ -57,8 +58,9 @@ def test_size_sweep_prior_predicts_the_large_model_from_its_first_quarter(capsys
     errors = {}
     for name, extra in (("prior", ["--prior", prior]), ("none", [])):
         out_fit = tmp_path / f"early_{name}.json"
-        code, out, err = run(capsys, "fit", spec, "--until", "0.25", "--law", "momentum", *extra,
-                             "-o", out_fit)  # fmt: skip
+        code, out, err = run(
+            capsys, "fit", spec, "--until", "0.25", "--law", "momentum", *extra, "-o", out_fit
+        )
         assert code == 0, err
         assert ("prior: size sweep" in out) == (name == "prior")
         pred = Fit.load(out_fit).predict(big.lrs, big.steps[-1:])[0]
@@ -94,8 +96,19 @@ def test_prior_errors_write_nothing(capsys, tmp_path, fit_json):
 def test_fit_with_the_default_prior_records_it(capsys, tmp_path):
     out = tmp_path / "early.json"
     spec = "dataset:multipowerlaw:model=100M,schedule=cosine_24000"
-    code, stdout, err = run(capsys, "fit", spec, "--until", "0.25", "--law", "momentum",
-                            "--prior", "default:lr-scheduling", "-o", out)  # fmt: skip
+    code, stdout, err = run(
+        capsys,
+        "fit",
+        spec,
+        "--until",
+        "0.25",
+        "--law",
+        "momentum",
+        "--prior",
+        "default:lr-scheduling",
+        "-o",
+        out,
+    )
     assert code == 0, err
     recorded = Fit.load(out).prior
     assert recorded is not None and "lr-scheduling" in recorded["source"]
@@ -113,7 +126,10 @@ def test_fit_on_a_bundled_dataset(capsys, tmp_path):
     f = Fit.load(out)
     assert f.law == "momentum"
     assert sorted(c["name"] for c in f.curves) == [
-        "25M/constant_24000", "25M/cosine_24000", "25M/wsdcon_9"]  # fmt: skip
+        "25M/constant_24000",
+        "25M/cosine_24000",
+        "25M/wsdcon_9",
+    ]
 
 
 def test_fit_on_a_csv_with_until_and_options(capsys, tmp_path):
@@ -121,8 +137,19 @@ def test_fit_on_a_csv_with_until_and_options(capsys, tmp_path):
     csv = tmp_path / "runs.csv"
     write_csv([c.replace(steps=c.steps[::4], losses=c.losses[::4]) for c in train], csv)
     out = tmp_path / "fit.json"
-    code, stdout, err = run(capsys, "fit", csv, "--law", "momentum", "--option", "lam=0.99",
-                            "--until", "12000", "-o", out)  # fmt: skip
+    code, stdout, err = run(
+        capsys,
+        "fit",
+        csv,
+        "--law",
+        "momentum",
+        "--option",
+        "lam=0.99",
+        "--until",
+        "12000",
+        "-o",
+        out,
+    )
     assert code == 0, err
     f = Fit.load(out)
     assert f.law_options["lam"] == 0.99
@@ -139,7 +166,9 @@ def test_fit_auto_on_several_sources(capsys, tmp_path):
 
 def test_parse_curve_spec():
     assert parse_curve_spec("dataset:multipowerlaw:model=25M,schedule=a,b,total_steps=24000") == (
-        "multipowerlaw", {"model": "25M", "schedule": ["a", "b"], "total_steps": 24000})
+        "multipowerlaw",
+        {"model": "25M", "schedule": ["a", "b"], "total_steps": 24000},
+    )
     assert parse_curve_spec("dataset:lr-scheduling") == ("lr-scheduling", {})
     with pytest.raises(UsageError):
         parse_curve_spec("dataset:multipowerlaw:25M")
@@ -154,8 +183,20 @@ def test_predict_final_and_at_steps(capsys, fit_json, tmp_path):
     assert "cosine(peak_lr=0.0003" in stdout and "23999" in stdout and "90% interval" in stdout
 
     out = tmp_path / "pred.csv"
-    code, stdout, err = run(capsys, "predict", fit_json, "--schedule", COSINE, "--steps",
-                            "5000,10000,23999", "--level", "0.8", "--json", "-o", out)  # fmt: skip
+    code, stdout, err = run(
+        capsys,
+        "predict",
+        fit_json,
+        "--schedule",
+        COSINE,
+        "--steps",
+        "5000,10000,23999",
+        "--level",
+        "0.8",
+        "--json",
+        "-o",
+        out,
+    )
     assert code == 0, err
     data = json.loads(stdout)
     rows = data["predictions"]
@@ -182,8 +223,9 @@ def test_rank_from_a_file(capsys, fit_json, tmp_path):
 def test_rank_a_space(capsys, fit_json, tmp_path):
     out = tmp_path / "table.json"
     fig = tmp_path / "rank.png"
-    code, stdout, err = run(capsys, "rank", fit_json, "--space", SPACE, "--top", "3", "-o", out,
-                            "--plot", fig)  # fmt: skip
+    code, stdout, err = run(
+        capsys, "rank", fit_json, "--space", SPACE, "--top", "3", "-o", out, "--plot", fig
+    )
     assert code == 0, err
     data = json.loads(out.read_text())
     assert len(data["rows"]) == 14 and data["law"] == "momentum"
@@ -201,15 +243,23 @@ def test_rank_and_predict_take_the_fitted_run_for_left_out_parameters(capsys, tm
     spec = "dataset:multipowerlaw:model=25M,schedule=cosine_24000"
     assert run(capsys, "fit", spec, "--until", "0.5", "--law", "momentum", "-o", one)[0] == 0
     out = tmp_path / "rank.json"
-    code, stdout, err = run(capsys, "rank", one, "--space", "wsd:decay_fraction=0.1,0.2 | "
-                            "cosine:final_ratio=0", "-o", out)  # fmt: skip
+    code, stdout, err = run(
+        capsys,
+        "rank",
+        one,
+        "--space",
+        "wsd:decay_fraction=0.1,0.2 | cosine:final_ratio=0",
+        "-o",
+        out,
+    )
     assert code == 0, err
     assert "take the fitted run's: peak_lr=0.0003, total_steps=24000" in err
     scheds = [Schedule.parse(r["schedule"]) for r in json.loads(out.read_text())["rows"]]
     assert len(scheds) == 3
     assert {(s.peak_lr, s.total_steps, s.warmup_steps) for s in scheds} == {(3e-4, 24000, 2159)}
-    code, stdout, err = run(capsys, "predict", one, "--schedule", "wsd(decay_fraction=0.2)",
-                            "--json")  # fmt: skip
+    code, stdout, err = run(
+        capsys, "predict", one, "--schedule", "wsd(decay_fraction=0.2)", "--json"
+    )
     assert code == 0, err
     assert json.loads(stdout)["predictions"][0]["step"] == 23999  # stdout stays pure JSON
 
@@ -234,21 +284,25 @@ def test_parse_space():
 
 def test_parse_space_skips_invalid_combinations():
     with pytest.warns(UserWarning, match="skipped 1 of 2"):
-        scheds = parse_space("wsd:peak_lr=1e-3;total_steps=100;warmup_steps=50;"
-                             "decay_fraction=0.2,0.9")  # fmt: skip
+        scheds = parse_space(
+            "wsd:peak_lr=1e-3;total_steps=100;warmup_steps=50;decay_fraction=0.2,0.9"
+        )
     assert len(scheds) == 1
 
 
-@pytest.mark.parametrize("spec", [
-    "wsd",  # no parameters: total_steps missing
-    "wsd:peak_lr",
-    "wsd:peak_lr=1e-3;peak_lr=2e-3;total_steps=10",
-    "nokind:peak_lr=1e-3;total_steps=100",
-    "cosine:peak_lr=log(0,1,3);total_steps=100",
-    "cosine:peak_lr=lin(1,2);total_steps=100",
-    "cosine:peak_lr=1e-3;total_steps=100 | ",
-    "cosine:peak_lr=1e-3;total_steps=lin(1,1000000,1000);final_ratio=lin(0,1,1000)",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "wsd",  # no parameters: total_steps missing
+        "wsd:peak_lr",
+        "wsd:peak_lr=1e-3;peak_lr=2e-3;total_steps=10",
+        "nokind:peak_lr=1e-3;total_steps=100",
+        "cosine:peak_lr=log(0,1,3);total_steps=100",
+        "cosine:peak_lr=lin(1,2);total_steps=100",
+        "cosine:peak_lr=1e-3;total_steps=100 | ",
+        "cosine:peak_lr=1e-3;total_steps=lin(1,1000000,1000);final_ratio=lin(0,1,1000)",
+    ],
+)
 def test_parse_space_errors(spec):
     with pytest.raises(UsageError):
         parse_space(spec)
@@ -259,8 +313,18 @@ def test_parse_space_errors(spec):
 
 def test_plot_a_saved_fit(capsys, fit_json, tmp_path):
     out = tmp_path / "fig.png"
-    code, stdout, err = run(capsys, "plot", fit_json, "dataset:multipowerlaw:model=25M",
-                            "--schedule", WSD, "--label", "my wsd", "-o", out)  # fmt: skip
+    code, stdout, err = run(
+        capsys,
+        "plot",
+        fit_json,
+        "dataset:multipowerlaw:model=25M",
+        "--schedule",
+        WSD,
+        "--label",
+        "my wsd",
+        "-o",
+        out,
+    )
     assert code == 0, err
     data = out.read_bytes()
     assert data[:8] == PNG and len(data) > 10_000
@@ -268,8 +332,19 @@ def test_plot_a_saved_fit(capsys, fit_json, tmp_path):
 
 def test_plot_fitting_on_the_fly(capsys, tmp_path):
     out = tmp_path / "fig.png"
-    code, stdout, err = run(capsys, "plot", TRAIN, "--law", "momentum", "--until", "0.5",
-                            "--max-points", "100", "-o", out)  # fmt: skip
+    code, stdout, err = run(
+        capsys,
+        "plot",
+        TRAIN,
+        "--law",
+        "momentum",
+        "--until",
+        "0.5",
+        "--max-points",
+        "100",
+        "-o",
+        out,
+    )
     assert code == 0, err
     assert "momentum law fitted" in stdout
     assert out.read_bytes()[:8] == PNG
@@ -277,8 +352,9 @@ def test_plot_fitting_on_the_fly(capsys, tmp_path):
 
 def test_evaluate(capsys, fit_json, tmp_path):
     out = tmp_path / "acc.json"
-    code, stdout, err = run(capsys, "evaluate", fit_json, "dataset:multipowerlaw:model=25M",
-                            "-o", out)  # fmt: skip
+    code, stdout, err = run(
+        capsys, "evaluate", fit_json, "dataset:multipowerlaw:model=25M", "-o", out
+    )
     assert code == 0, err
     report = json.loads(out.read_text())
     assert len(report["curves"]) == 9 and report["held_out_curves"] == 9  # fitted on halves
@@ -316,45 +392,102 @@ def bad_cases(fit_json, tmp_path):
         "missing curves": ["fit", tmp_path / "missing.csv", "-o", "{out}.json"],
         "malformed csv": ["fit", bad_csv, "-o", "{out}.json"],
         "unknown law": ["fit", TRAIN, "--law", "nope", "-o", "{out}.json"],
-        "bad law option": ["fit", TRAIN, "--law", "momentum", "--option", "lam=3",
-                           "-o", "{out}.json"],  # fmt: skip
+        "bad law option": [
+            "fit",
+            TRAIN,
+            "--law",
+            "momentum",
+            "--option",
+            "lam=3",
+            "-o",
+            "{out}.json",
+        ],
         "option with auto": ["fit", TRAIN, "--option", "lam=0.9", "-o", "{out}.json"],
         "unknown dataset": ["fit", "dataset:nope", "-o", "{out}.json"],
         "no matching curve": ["fit", "dataset:multipowerlaw:model=7M", "-o", "{out}.json"],
         "fit error": ["fit", TRAIN, "--until", "2200", "--law", "momentum", "-o", "{out}.json"],
-        "unwritable output": ["fit", TRAIN, "--law", "momentum", "-o",
-                              not_a_folder / "fit.json"],  # fmt: skip
-        "malformed schedule": ["predict", fit, "--schedule", "wsd(peak_lr=3e-4", "-o",
-                               "{out}.json"],  # fmt: skip
-        "bad schedule value": ["predict", fit, "--schedule",
-                               "cosine(peak_lr=-1, total_steps=10)", "-o", "{out}.json"],
-        "step outside": ["predict", fit, "--schedule", COSINE, "--steps", "30000",
-                         "-o", "{out}.csv"],  # fmt: skip
+        "unwritable output": ["fit", TRAIN, "--law", "momentum", "-o", not_a_folder / "fit.json"],
+        "malformed schedule": [
+            "predict",
+            fit,
+            "--schedule",
+            "wsd(peak_lr=3e-4",
+            "-o",
+            "{out}.json",
+        ],
+        "bad schedule value": [
+            "predict",
+            fit,
+            "--schedule",
+            "cosine(peak_lr=-1, total_steps=10)",
+            "-o",
+            "{out}.json",
+        ],
+        "step outside": [
+            "predict",
+            fit,
+            "--schedule",
+            COSINE,
+            "--steps",
+            "30000",
+            "-o",
+            "{out}.csv",
+        ],
         "missing fit": ["predict", tmp_path / "nofit.json", "--schedule", COSINE],
         "not a fit": ["predict", garbage, "--schedule", COSINE, "-o", "{out}.json"],
         "rank no candidates": ["rank", fit, "-o", "{out}.csv"],
         "rank bad suffix": ["rank", fit, "--space", SPACE, "-o", "{out}.txt"],
         "rank bad space": ["rank", fit, "--space", "wsd:peak_lr=1;bogus=2", "-o", "{out}.csv"],
-        "rank missing file": ["rank", fit, "--schedules", tmp_path / "none.txt",
-                              "-o", "{out}.csv"],  # fmt: skip
+        "rank missing file": ["rank", fit, "--schedules", tmp_path / "none.txt", "-o", "{out}.csv"],
         "plot nothing": ["plot", fit, "-o", "{out}.png"],
         "plot saved fit and law": ["plot", fit, TRAIN, "--law", "power", "-o", "{out}.png"],
-        "plot label count": ["plot", fit, "--schedule", COSINE, "--label", "a", "--label", "b",
-                             "-o", "{out}.png"],  # fmt: skip
+        "plot label count": [
+            "plot",
+            fit,
+            "--schedule",
+            COSINE,
+            "--label",
+            "a",
+            "--label",
+            "b",
+            "-o",
+            "{out}.png",
+        ],
         "bad level": ["predict", fit, "--schedule", COSINE, "--level", "1.5"],
         "no command": [],
         "unknown command": ["frobnicate"],
     }
 
 
-@pytest.mark.parametrize("case", [
-    "missing curves", "malformed csv", "unknown law", "bad law option", "option with auto",
-    "unknown dataset", "no matching curve", "fit error", "unwritable output",
-    "malformed schedule", "bad schedule value", "step outside", "missing fit", "not a fit",
-    "rank no candidates", "rank bad suffix", "rank bad space", "rank missing file",
-    "plot nothing", "plot saved fit and law", "plot label count", "bad level", "no command",
-    "unknown command",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing curves",
+        "malformed csv",
+        "unknown law",
+        "bad law option",
+        "option with auto",
+        "unknown dataset",
+        "no matching curve",
+        "fit error",
+        "unwritable output",
+        "malformed schedule",
+        "bad schedule value",
+        "step outside",
+        "missing fit",
+        "not a fit",
+        "rank no candidates",
+        "rank bad suffix",
+        "rank bad space",
+        "rank missing file",
+        "plot nothing",
+        "plot saved fit and law",
+        "plot label count",
+        "bad level",
+        "no command",
+        "unknown command",
+    ],
+)
 def test_user_errors(case, bad_cases, capsys, tmp_path):
     out = tmp_path / "out" / "result"
     argv = [str(a).replace("{out}", str(out)) for a in bad_cases[case]]
@@ -370,15 +503,28 @@ def test_the_command_as_a_process(fit_json, tmp_path):
     out = tmp_path / "fig.png"
     ok = subprocess.run(
         [sys.executable, "-m", "hf_lrlaw.cli", "predict", str(fit_json), "--schedule", WSD],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert ok.returncode == 0, ok.stderr
     assert "wsd(peak_lr=0.0003" in ok.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "hf_lrlaw.cli", "plot", str(fit_json), "--schedule", "wsd(",
-         "-o", str(out)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "hf_lrlaw.cli",
+            "plot",
+            str(fit_json),
+            "--schedule",
+            "wsd(",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2
     assert bad.stderr.startswith("lrlaw: error: ") and len(bad.stderr.splitlines()) == 1
     assert not out.exists()
@@ -388,7 +534,8 @@ def test_the_command_as_a_process(fit_json, tmp_path):
 
 
 def test_plugin_subcommands(capsys, tmp_path, monkeypatch):
-    (tmp_path / "fake_lrlaw_plugin.py").write_text(textwrap.dedent("""
+    (tmp_path / "fake_lrlaw_plugin.py").write_text(
+        textwrap.dedent("""
         def add_parser(subparsers):
             p = subparsers.add_parser("hello", help="say hello")
             p.add_argument("--fail", action="store_true")
@@ -400,12 +547,16 @@ def test_plugin_subcommands(capsys, tmp_path, monkeypatch):
                 raise ValueError("the plug-in refuses")
             print("hello from the plug-in")
             return 0
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr("hf_lrlaw.cli.parser.PLUGINS", {
-        "hello": ("fake_lrlaw_plugin", "say hello"),
-        "absent": ("no_such_package_xyz.cli", "not installed"),
-    })  # fmt: skip
+    monkeypatch.setattr(
+        "hf_lrlaw.cli.parser.PLUGINS",
+        {
+            "hello": ("fake_lrlaw_plugin", "say hello"),
+            "absent": ("no_such_package_xyz.cli", "not installed"),
+        },
+    )
     code, stdout, err = run(capsys, "hello")
     assert code == 0 and "hello from the plug-in" in stdout and not err
     code, stdout, err = run(capsys, "hello", "--fail")
@@ -424,6 +575,5 @@ def test_lrlaw_does_not_import_ray():
         "assert main(['datasets']) == 0\n"
         "assert 'ray' not in sys.modules, 'lrlaw imported ray'\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

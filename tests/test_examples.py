@@ -21,12 +21,19 @@ TINY = ["--batch_size", "4", "--seq_len", "32", "--n_layer", "1", "--n_embd", "3
 
 def run(cmd, cwd, timeout=600, env=None):
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths are limited
-    full_env = {**os.environ, "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1",
-                "TOKENIZERS_PARALLELISM": "false", "RAY_TMPDIR": ray_tmp,
-                "PYTHON": sys.executable, **(env or {})}
+    full_env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "disabled",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "RAY_TMPDIR": ray_tmp,
+        "PYTHON": sys.executable,
+        **(env or {}),
+    }
     try:
-        proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(
+            cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+        )
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -41,8 +48,22 @@ def free_port() -> int:
 
 @pytest.mark.slow
 def test_pretrain_with_callback(tmp_path):
-    out = run([sys.executable, str(EXAMPLES / "pretrain_with_callback.py"), "--max_steps", "120",
-               "--eval_every", "5", "--warmup_steps", "5", "--out_dir", "pre", *TINY], tmp_path)
+    out = run(
+        [
+            sys.executable,
+            str(EXAMPLES / "pretrain_with_callback.py"),
+            "--max_steps",
+            "120",
+            "--eval_every",
+            "5",
+            "--warmup_steps",
+            "5",
+            "--out_dir",
+            "pre",
+            *TINY,
+        ],
+        tmp_path,
+    )
     record = json.loads((tmp_path / "pre/lrlaw/record.json").read_text())
     assert record["history"], "no fit succeeded"
     assert (tmp_path / "pre/lrlaw/fit.png").stat().st_size > 0
@@ -51,21 +72,56 @@ def test_pretrain_with_callback(tmp_path):
 
 @pytest.mark.slow
 def test_multi_gpu_script_on_cpu(tmp_path):
-    run(["bash", str(EXAMPLES / "multi_gpu.sh"), "cpu", "--max_steps", "30", "--eval_every", "5",
-         "--warmup_steps", "3", "--out_dir", str(tmp_path / "ddp"), *TINY], ROOT,
-        env={"PORT": str(free_port())})
+    run(
+        [
+            "bash",
+            str(EXAMPLES / "multi_gpu.sh"),
+            "cpu",
+            "--max_steps",
+            "30",
+            "--eval_every",
+            "5",
+            "--warmup_steps",
+            "3",
+            "--out_dir",
+            str(tmp_path / "ddp"),
+            *TINY,
+        ],
+        ROOT,
+        env={"PORT": str(free_port())},
+    )
     assert (tmp_path / "ddp/lrlaw/record.json").exists()
 
 
 @pytest.mark.slow
 def test_search_then_finetune_with_recommended(tmp_path):
-    out = run([sys.executable, str(EXAMPLES / "search_schedules.py"), "--simulate",
-               "--output-dir", "search"], tmp_path)
+    out = run(
+        [
+            sys.executable,
+            str(EXAMPLES / "search_schedules.py"),
+            "--simulate",
+            "--output-dir",
+            "search",
+        ],
+        tmp_path,
+    )
     rec_path = tmp_path / "search/recommended.json"
     rec = json.loads(rec_path.read_text())
     assert "recommended:" in out and rec["schedule"]
-    out = run([sys.executable, str(EXAMPLES / "finetune_with_recommended.py"), "--recommended",
-               str(rec_path), "--max_steps", "40", "--out_dir", "ft", *TINY], tmp_path)
+    out = run(
+        [
+            sys.executable,
+            str(EXAMPLES / "finetune_with_recommended.py"),
+            "--recommended",
+            str(rec_path),
+            "--max_steps",
+            "40",
+            "--out_dir",
+            "ft",
+            *TINY,
+        ],
+        tmp_path,
+    )
     assert "final eval loss" in out
     assert (tmp_path / "ft/lrlaw/record.json").exists()
 
@@ -87,7 +143,7 @@ def test_demo_quick(tmp_path):
 def test_readme_law_snippet_runs_and_its_size_prior_predicts(capsys):
     """The README's self-contained Python block ("The law on its own") runs as printed."""
     readme = (ROOT / "README.md").read_text()
-    after = readme[readme.index("The law on its own"):]
+    after = readme[readme.index("The law on its own") :]
     code = re.search(r"```python\n(.*?)```", after, re.S).group(1)
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)

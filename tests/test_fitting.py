@@ -16,7 +16,15 @@ from hf_lrlaw._objective import prepare as _prepare
 from hf_lrlaw.laws import get_law
 
 MOMENTUM_TRUE = {"L0": 2.6, "A": 0.62, "alpha": 0.45, "C": 0.5}
-MULTIPOWER_TRUE = {"L0": 2.65, "A": 0.6, "alpha": 0.45, "B": 440.0, "C": 2.1, "beta": 0.6, "gamma": 0.65}
+MULTIPOWER_TRUE = {
+    "L0": 2.65,
+    "A": 0.6,
+    "alpha": 0.45,
+    "B": 440.0,
+    "C": 2.1,
+    "beta": 0.6,
+    "gamma": 0.65,
+}
 
 
 def synthetic(law_name, params, schedules, noise, seed=0, every=100):
@@ -29,7 +37,9 @@ def synthetic(law_name, params, schedules, noise, seed=0, every=100):
         lrs = s.lrs()
         steps = np.arange(every, len(lrs), every)
         clean = law.predict(theta, law.prepare(lrs, steps))
-        out.append(LossCurve(lrs, steps, clean * np.exp(rng.normal(0, noise, len(steps))), name=f"s{i}"))
+        out.append(
+            LossCurve(lrs, steps, clean * np.exp(rng.normal(0, noise, len(steps))), name=f"s{i}")
+        )
     return out
 
 
@@ -78,14 +88,19 @@ def test_l0_above_every_loss_of_an_annealed_run_is_recovered(law_name, truth):
 def test_l0_above_the_final_loss_on_a_real_decayed_run():
     """A public 124M run decayed to zero from a high LR: the fit puts L0 above its final loss
     and follows the whole curve (held at the smallest loss, the fit missed by 0.78% on average)."""
-    run = next(c for c in datasets.load("lr-scheduling", model="124M")
-               if c.name.startswith("124M slimpajama cosine-to-0 lr0.003 T50000"))
+    run = next(
+        c
+        for c in datasets.load("lr-scheduling", model="124M")
+        if c.name.startswith("124M slimpajama cosine-to-0 lr0.003 T50000")
+    )
     f = hf_lrlaw.fit(run, "momentum")
     assert f.params["L0"] > run.losses[-1] * 1.05
     assert f.goodness.mean_rel_error < 0.005
 
 
-@pytest.mark.parametrize(("law_name", "truth"), [("momentum", MOMENTUM_TRUE), ("multipower", MULTIPOWER_TRUE)])
+@pytest.mark.parametrize(
+    ("law_name", "truth"), [("momentum", MOMENTUM_TRUE), ("multipower", MULTIPOWER_TRUE)]
+)
 def test_noisy_recovery_is_honest(law_name, truth):
     """At a realistic 0.2% noise the multi-power shape parameters (C, beta, gamma) are only
     loosely determined: the truth must then lie inside the reported 90% intervals, and
@@ -107,7 +122,11 @@ def test_objective_gradient_matches_finite_differences(law_name):
     curves = datasets.multipowerlaw_split("25M")[0]
     law = get_law(law_name)
     data = [_prepare(law, c) for c in curves]
-    space = _Space(law.params, min(float(c.losses.min()) for c in curves), max(float(c.losses.max()) for c in curves))
+    space = _Space(
+        law.params,
+        min(float(c.losses.min()) for c in curves),
+        max(float(c.losses.max()) for c in curves),
+    )
     obj = _Objective(law, data, space, 1e-3, [np.ones(len(d.y)) for d in data])
     theta0 = law.initial_guesses([d.prep for d in data], [d.y for d in data], 1)[0]
     x = space.to_x(theta0) + 0.01
@@ -122,7 +141,9 @@ def test_objective_gradient_matches_finite_differences(law_name):
 
 
 def _split_error(f, test):
-    return float(np.mean([np.mean(np.abs(f.predict(c, c.steps) - c.losses) / c.losses) for c in test]))
+    return float(
+        np.mean([np.mean(np.abs(f.predict(c, c.steps) - c.losses) / c.losses) for c in test])
+    )
 
 
 @pytest.mark.parametrize("size", ["25M", "100M", "400M"])
@@ -132,7 +153,10 @@ def test_published_split_accuracy(size):
     The paper reports PredE 0.0014 / 0.0022 / 0.0025 for the momentum law on this split.
     """
     train, test = datasets.multipowerlaw_split(size)
-    errors = {law: _split_error(hf_lrlaw.fit(train, law), test) for law in ("power", "momentum", "multipower")}
+    errors = {
+        law: _split_error(hf_lrlaw.fit(train, law), test)
+        for law in ("power", "momentum", "multipower")
+    }
     assert errors["momentum"] <= 0.0025
     assert errors["multipower"] <= 0.0025
     assert errors["momentum"] < errors["power"] and errors["multipower"] < errors["power"]
@@ -143,18 +167,63 @@ def test_published_split_accuracy(size):
 # the paper's 0.00110 / 0.00142 / 0.00168). Source: the logs of a run of the authors' released
 # code, github.com/zhangmeiyi/LossCurvePrediction, logs/{25,100,400}.log.
 AUTHORS_FIT = {
-    "25M": ((3.040453820409389, 0.5246875123173533, 0.5078675634668214, 363.7886709061843,
-             2.0656157092263316, 0.5827911697391974, 0.6414239859769336),
-            {"constant_72000": 0.00046889, "cosine_72000": 0.00223946, "wsd_20000_24000": 0.00099858,
-             "wsdld_20000_24000": 0.00091503, "wsdcon_3": 0.00128514, "wsdcon_18": 0.00070544}),
-    "100M": ((2.651448900898631, 0.601150273552286, 0.4529591838324801, 437.9460492391854,
-              2.132457385855736, 0.5978525490131663, 0.6552366681401559),
-             {"constant_72000": 0.00158390, "cosine_72000": 0.00245073, "wsd_20000_24000": 0.00122622,
-              "wsdld_20000_24000": 0.00105642, "wsdcon_3": 0.00180609, "wsdcon_18": 0.00042565}),
-    "400M": ((2.3747394331678198, 0.6542130000542491, 0.4287846814007798, 523.4242676988013,
-              2.0246360463285153, 0.5935054198531599, 0.6347258663109859),
-             {"constant_72000": 0.00145395, "cosine_72000": 0.00202004, "wsd_20000_24000": 0.00164995,
-              "wsdld_20000_24000": 0.00133932, "wsdcon_3": 0.00277693, "wsdcon_18": 0.00083713}),
+    "25M": (
+        (
+            3.040453820409389,
+            0.5246875123173533,
+            0.5078675634668214,
+            363.7886709061843,
+            2.0656157092263316,
+            0.5827911697391974,
+            0.6414239859769336,
+        ),
+        {
+            "constant_72000": 0.00046889,
+            "cosine_72000": 0.00223946,
+            "wsd_20000_24000": 0.00099858,
+            "wsdld_20000_24000": 0.00091503,
+            "wsdcon_3": 0.00128514,
+            "wsdcon_18": 0.00070544,
+        },
+    ),
+    "100M": (
+        (
+            2.651448900898631,
+            0.601150273552286,
+            0.4529591838324801,
+            437.9460492391854,
+            2.132457385855736,
+            0.5978525490131663,
+            0.6552366681401559,
+        ),
+        {
+            "constant_72000": 0.00158390,
+            "cosine_72000": 0.00245073,
+            "wsd_20000_24000": 0.00122622,
+            "wsdld_20000_24000": 0.00105642,
+            "wsdcon_3": 0.00180609,
+            "wsdcon_18": 0.00042565,
+        },
+    ),
+    "400M": (
+        (
+            2.3747394331678198,
+            0.6542130000542491,
+            0.4287846814007798,
+            523.4242676988013,
+            2.0246360463285153,
+            0.5935054198531599,
+            0.6347258663109859,
+        ),
+        {
+            "constant_72000": 0.00145395,
+            "cosine_72000": 0.00202004,
+            "wsd_20000_24000": 0.00164995,
+            "wsdld_20000_24000": 0.00133932,
+            "wsdcon_3": 0.00277693,
+            "wsdcon_18": 0.00083713,
+        },
+    ),
 }
 
 
@@ -172,7 +241,11 @@ def test_multipower_reproduces_the_authors_evaluation_and_beats_their_objective(
         assert prede == pytest.approx(logged[c.meta["schedule"]], rel=0.01), c.name
 
     data = [_prepare(law, c) for c in train]
-    space = _Space(law.params, min(float(c.losses.min()) for c in train), max(float(c.losses.max()) for c in train))
+    space = _Space(
+        law.params,
+        min(float(c.losses.min()) for c in train),
+        max(float(c.losses.max()) for c in train),
+    )
     objective = _Objective(law, data, space, 1e-3, [np.ones(len(d.y)) for d in data])
     ours = hf_lrlaw.fit(train, "multipower")
     assert objective(space.to_x(ours.theta))[0] < 0.6 * objective(space.to_x(np.array(theta)))[0]
@@ -186,7 +259,9 @@ def test_save_load_round_trip(tmp_path):
     assert g.params == f.params and g.law_options == f.law_options
     for c in test:
         np.testing.assert_array_equal(g.predict(c, c.steps), f.predict(c, c.steps))
-        np.testing.assert_array_equal(np.array(g.predict_interval(c)), np.array(f.predict_interval(c)))
+        np.testing.assert_array_equal(
+            np.array(g.predict_interval(c)), np.array(f.predict_interval(c))
+        )
     assert json.loads(path.read_text())["schema"] == "hf_lrlaw.fit/1"
 
 
@@ -197,8 +272,10 @@ def test_run_defaults_rebuild_the_fitted_run_schedule(tmp_path):
     f = hf_lrlaw.fit(c.head(0.5), "momentum")
     same = Schedule.parse("cosine(final_ratio=0.1)", defaults=f.run_defaults())
     np.testing.assert_allclose(same.lrs(), c.lrs, rtol=0, atol=1e-4 * c.lrs.max())
-    ranked = {r.schedule.kind: r.schedule for r in hf_lrlaw.rank(f, ["cosine(final_ratio=0.1)",
-                                                                    "constant()"])}  # fmt: skip
+    ranked = {
+        r.schedule.kind: r.schedule
+        for r in hf_lrlaw.rank(f, ["cosine(final_ratio=0.1)", "constant()"])
+    }
     assert ranked["cosine"] == same
     assert (ranked["constant"].peak_lr, ranked["constant"].total_steps) == (c.lrs.max(), 24000)
     assert Fit.load(f.save(tmp_path / "fit.json")).run_defaults() == f.run_defaults()
@@ -208,13 +285,23 @@ def test_run_defaults_only_for_one_run():
     lrs = Schedule.parse("wsd(peak_lr=1e-3, total_steps=400, warmup_steps=20)").lrs()
     steps = np.arange(40, 400, 10)
     losses = 3.0 + 2.0 * np.cumsum(lrs)[steps] ** -0.5
-    live = LossCurve(lrs=lrs[:200], steps=steps[steps < 200], losses=losses[steps < 200],
-                     name="live", meta={"max_steps": 400})  # fmt: skip
+    live = LossCurve(
+        lrs=lrs[:200],
+        steps=steps[steps < 200],
+        losses=losses[steps < 200],
+        name="live",
+        meta={"max_steps": 400},
+    )
     # a run in progress: its planned length is the trainer's max_steps, not its LRs so far
     assert hf_lrlaw.fit(live, "power").run_defaults() == {
-        "peak_lr": 1e-3, "total_steps": 400, "warmup_steps": 20}  # fmt: skip
-    two = [datasets.load("multipowerlaw", model="25M", schedule=s)[0]
-           for s in ("cosine_24000", "wsdcon_9")]  # fmt: skip
+        "peak_lr": 1e-3,
+        "total_steps": 400,
+        "warmup_steps": 20,
+    }
+    two = [
+        datasets.load("multipowerlaw", model="25M", schedule=s)[0]
+        for s in ("cosine_24000", "wsdcon_9")
+    ]
     assert hf_lrlaw.fit(two, "momentum").run_defaults() is None  # 24000 and 16000 steps
     warming = LossCurve(lrs=lrs[:15], steps=np.arange(5, 15), losses=np.linspace(5, 4, 10))
     assert hf_lrlaw.fit(warming, "power").run_defaults() is None  # no peak reached yet
@@ -253,7 +340,9 @@ def test_unknown_annealing_gain_interval_reaches_below_l0():
     the L0 of its own fit. Its interval, predicted from the constant run's first half, covers it."""
     runs = datasets.load("lr-scheduling", model="124M")
     const = next(c for c in runs if c.name.startswith("124M slimpajama constant lr0.003 T50000"))
-    decayed = next(c for c in runs if c.name.startswith("124M slimpajama cosine-to-0 lr0.003 T50000"))
+    decayed = next(
+        c for c in runs if c.name.startswith("124M slimpajama cosine-to-0 lr0.003 T50000")
+    )
     f = hf_lrlaw.fit(const.head(0.5), "momentum", calibration=None)
     assert not f.annealing_identified
     mean, low, high = f.predict_interval(decayed.lrs, [decayed.last_step])

@@ -52,7 +52,9 @@ def test_areas_match_plain_loops(lrs, lam):
     np.testing.assert_allclose(lr_area(lrs), np.cumsum(lrs), rtol=1e-12)
     ref = ref_momentum_area(lrs, lam)
     np.testing.assert_allclose(momentum_area(lrs, lam), ref, rtol=1e-9, atol=1e-15)
-    np.testing.assert_allclose(momentum_area_final(lrs[None, :], lam)[0], ref[-1], rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(
+        momentum_area_final(lrs[None, :], lam)[0], ref[-1], rtol=1e-9, atol=1e-15
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -95,7 +97,9 @@ def test_multipower_drop_exact_matches_plain_loop(lrs, warmup):
     pred = law.predict(theta, law.prepare(lrs, steps))
     start = warmup_end(lrs) + 1 if warmup == "exclude" else 0
     ref = [
-        2.0 + 0.5 * np.sum(lrs[: t + 1]) ** -0.5 - 300 * ref_multipower_drop(lrs, t, 2.0, 0.6, 0.6, start)
+        2.0
+        + 0.5 * np.sum(lrs[: t + 1]) ** -0.5
+        - 300 * ref_multipower_drop(lrs, t, 2.0, 0.6, 0.6, start)
         for t in steps
     ]
     np.testing.assert_allclose(pred, ref, rtol=1e-10)

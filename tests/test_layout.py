@@ -74,8 +74,10 @@ def _imports(module: str) -> list[tuple[str, bool, bool]]:
             elif isinstance(child, ast.ImportFrom):
                 base = child.module or ""
                 if child.level:
-                    base = ".".join(package.split(".")[: len(package.split(".")) - child.level + 1]
-                                    + ([base] if base else []))  # fmt: skip
+                    base = ".".join(
+                        package.split(".")[: len(package.split(".")) - child.level + 1]
+                        + ([base] if base else [])
+                    )
                 for a in child.names:
                     name = f"{base}.{a.name}"
                     out.append((name if name in MODULES else base, top, typing_only))
@@ -100,8 +102,10 @@ def test_every_module_is_in_a_layer_and_imports_only_downward():
 
 
 def test_no_import_cycles():
-    graph = {m: {t for t, top, typing in _imports(m) if top and not typing and t in MODULES}
-             for m in MODULES}  # fmt: skip
+    graph = {
+        m: {t for t, top, typing in _imports(m) if top and not typing and t in MODULES}
+        for m in MODULES
+    }
     # a package's __init__ is imported before any of its modules: a module that imports names
     # from its own package's __init__ closes a cycle through it
     for m in MODULES:
@@ -116,7 +120,7 @@ def test_no_import_cycles():
         path.append(node)
         for nxt in sorted(graph[node]):
             if seen.get(nxt) == 1:
-                cycle = path[path.index(nxt):] + [nxt]
+                cycle = path[path.index(nxt) :] + [nxt]
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             if nxt not in seen:
                 walk(nxt)
@@ -161,12 +165,14 @@ BLOCKER = textwrap.dedent("""
 def _without_extras(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
     script = tmp_path / "no_extras.py"
     script.write_text(BLOCKER + textwrap.dedent(code))
-    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=240)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=240
+    )
 
 
 def test_the_core_and_the_cli_work_without_the_extras(tmp_path):
-    run = _without_extras(f"""
+    run = _without_extras(
+        """
         import hf_lrlaw
         from hf_lrlaw.cli import main
         train, _ = hf_lrlaw.datasets.multipowerlaw_split("25M")
@@ -176,15 +182,18 @@ def test_the_core_and_the_cli_work_without_the_extras(tmp_path):
         code = main(["rank", "fit.json", "--space", "wsd:peak_lr=3e-4;total_steps=24000;"
                      "warmup_steps=2160;decay_fraction=0.1,0.2", "--plot", "rank.png"])
         assert code == 0, code
-        assert not {{"torch", "transformers", "ray"}} & set(sys.modules)
+        assert not {"torch", "transformers", "ray"} & set(sys.modules)
         print("core ok")
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert run.returncode == 0, run.stderr
     assert "core ok" in run.stdout
 
 
 def test_a_missing_extra_says_which_to_install(tmp_path):
-    run = _without_extras("""
+    run = _without_extras(
+        """
         import hf_lrlaw
         for what in ("hf_lrlaw.LRLawCallback", "tune_search"):
             try:
@@ -193,7 +202,9 @@ def test_a_missing_extra_says_which_to_install(tmp_path):
                 print(what, "->", exc)
         from hf_lrlaw.cli import main
         print("search exit", main(["search", "--simulate", "100M"]))
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert any("LRLawCallback ->" in x and "pip install 'hf-lrlaw[hf]'" in x for x in lines)

@@ -101,8 +101,11 @@ def test_plot_fit_accepts_a_single_curve_and_schedule_text(momentum_fit, heads):
 def test_held_out_points_are_drawn_hollow(momentum_fit, split):
     # the full curves, of which the fit saw the first half: held-out points are hollow markers
     fig = plot_fit(momentum_fit, split[0])
-    hollow = [ln for ln in fig.axes[0].get_lines()
-              if ln.get_marker() == "o" and ln.get_markerfacecolor() == "none"]  # fmt: skip
+    hollow = [
+        ln
+        for ln in fig.axes[0].get_lines()
+        if ln.get_marker() == "o" and ln.get_markerfacecolor() == "none"
+    ]
     assert hollow
     assert any("held out" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
 
@@ -126,9 +129,10 @@ def test_plot_fit_title_and_errors(momentum_fit, heads):
 
 def test_plot_ranking(momentum_fit, tmp_path):
     candidates = [
-        WSD.replace(decay_fraction=d, decay_shape=s) for d in (0.1, 0.2, 0.3)
+        WSD.replace(decay_fraction=d, decay_shape=s)
+        for d in (0.1, 0.2, 0.3)
         for s in ("linear", "1-sqrt")
-    ]  # fmt: skip
+    ]
     ranking = rank(momentum_fit, candidates)
     out = tmp_path / "rank.png"
     fig = plot_ranking(ranking, k=4, path=out)
@@ -156,8 +160,7 @@ def test_figures_build_in_threads(momentum_fit, heads, tmp_path):
 
     def work(i):
         try:
-            plot_fit(momentum_fit, heads, predict=[WSD], path=tmp_path / f"f{i}.png",
-                     max_points=60)  # fmt: skip
+            plot_fit(momentum_fit, heads, predict=[WSD], path=tmp_path / f"f{i}.png", max_points=60)
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -184,8 +187,10 @@ def test_save_figure_leaves_nothing_on_failure(tmp_path):
 
 
 def test_eval_steps_grid():
-    lrs = Schedule.parse("two_stage(peak_lr=3e-4, total_steps=16000, warmup_steps=2160, "
-                         "switch_fraction=0.5, second_ratio=0.1)").lrs()  # fmt: skip
+    lrs = Schedule.parse(
+        "two_stage(peak_lr=3e-4, total_steps=16000, warmup_steps=2160, "
+        "switch_fraction=0.5, second_ratio=0.1)"
+    ).lrs()
     grid = eval_steps(lrs, 100, include=[2160, 12000])
     assert len(grid) <= 100
     assert np.all(np.diff(grid) > 0)

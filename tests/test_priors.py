@@ -96,7 +96,9 @@ def test_intervals_widen_when_data_are_fewer(cosine_100m):
     target = Schedule.wsd(3e-4, 24000, warmup_steps=2160, decay_fraction=0.2)
     widths = []
     for frac in (1.0, 0.5, 0.25):
-        _, lo, hi = hf_lrlaw.fit(cosine_100m.head(frac), "momentum", prior="default").predict_interval(target)
+        _, lo, hi = hf_lrlaw.fit(
+            cosine_100m.head(frac), "momentum", prior="default"
+        ).predict_interval(target)
         widths.append(hi[0] - lo[0])
     assert widths[0] < widths[1] < widths[2]
 
@@ -108,7 +110,9 @@ def test_bad_priors_are_refused_clearly(tmp_path, cosine_100m):
         hf_lrlaw.fit(cosine_100m, "power", prior=resolve_prior("default", get_law("momentum")))
     with pytest.raises(FitError, match="law options"):
         hf_lrlaw.fit(cosine_100m, "momentum", law_options={"lam": 0.99}, prior="default")
-    (tmp_path / "bad.json").write_text(json.dumps({"schema": "hf_lrlaw.prior/1", "law": "momentum"}))
+    (tmp_path / "bad.json").write_text(
+        json.dumps({"schema": "hf_lrlaw.prior/1", "law": "momentum"})
+    )
     with pytest.raises(FitError, match="malformed prior"):
         hf_lrlaw.fit(cosine_100m, "momentum", prior=tmp_path / "bad.json")
     with pytest.raises(PriorError, match="positive"):
@@ -146,8 +150,10 @@ def test_size_prior_extrapolates_features_in_log_size(small_model_fits):
 
 
 def test_pooled_earlier_fits_centre_on_them_and_widen_by_their_spread():
-    fits = [hf_lrlaw.fit(datasets.load("multipowerlaw", model="100M", schedule=s), "momentum")
-            for s in ("cosine_24000", "wsd_20000_24000", "wsdld_20000_24000")]
+    fits = [
+        hf_lrlaw.fit(datasets.load("multipowerlaw", model="100M", schedule=s), "momentum")
+        for s in ("cosine_24000", "wsd_20000_24000", "wsdld_20000_24000")
+    ]
     one = [Prior.from_fit(f) for f in fits]
     pooled = Prior.from_fits(fits)
     assert "3 earlier fits pooled" in pooled.source
@@ -194,8 +200,11 @@ def test_early_in_a_decay_the_prior_sets_the_annealing_gain():
     momentum = get_law("momentum")
     shipped = resolve_prior("default:multipowerlaw", momentum)
     k = shipped.names.index("log_anneal_gain")
-    runs = [c for c in datasets.load("lr-scheduling") if c.meta["schedule"] == "cosine-to-10%"
-            and c.meta["model"] == "124M"][:8]
+    runs = [
+        c
+        for c in datasets.load("lr-scheduling")
+        if c.meta["schedule"] == "cosine-to-10%" and c.meta["model"] == "124M"
+    ][:8]
     assert len(runs) >= 4
     errors = []
     for run in runs:
@@ -239,7 +248,10 @@ def test_shipped_bias_improves_early_predictions_on_the_other_data_set():
     errors = {"bias": [], "no bias": []}
     for c in datasets.load("lr-scheduling", model="124M")[::4]:
         head = c.head(0.25)
-        for key, cal in (("bias", "default"), ("no bias", {"extrapolation": prior.calibration["extrapolation"]})):
+        for key, cal in (
+            ("bias", "default"),
+            ("no bias", {"extrapolation": prior.calibration["extrapolation"]}),
+        ):
             f = hf_lrlaw.fit(head, "momentum", prior=prior, calibration=cal)
             errors[key].append(abs(f.predict(c)[0] - c.final_loss) / c.final_loss)
     assert np.mean(errors["bias"]) < 0.85 * np.mean(errors["no bias"])
@@ -249,4 +261,20 @@ def test_prior_from_an_earlier_fit_keeps_its_spread_but_not_the_shipped_bias(cos
     earlier = hf_lrlaw.fit(cosine_100m, "momentum")
     assert earlier.discrepancy["calibration"]["bias"] != 0
     cal = Prior.from_fit(earlier).calibration
-    assert "bias" not in cal and cal["extrapolation"] == earlier.discrepancy["calibration"]["extrapolation"]
+    assert (
+        "bias" not in cal
+        and cal["extrapolation"] == earlier.discrepancy["calibration"]["extrapolation"]
+    )
+
+
+def test_a_prior_argument_is_resolved_once(tmp_path, cosine_100m):
+    from hf_lrlaw.priors import PriorChoice
+
+    path = tmp_path / "prior.json"
+    resolve_prior("default", get_law("momentum")).save(path)
+    choice = PriorChoice.resolve(str(path))
+    path.unlink()  # read once, where it was resolved; nothing reads it again
+    early = hf_lrlaw.fit(cosine_100m.head(0.25), "momentum", prior=choice)
+    assert early.prior["source"] == choice.given.source
+    with pytest.raises(hf_lrlaw.FitError, match="no such file"):
+        hf_lrlaw.fit(cosine_100m.head(0.25), "momentum", prior=str(path))

@@ -607,3 +607,26 @@ def test_truncated_and_mutated_text_raises_only_schedule_error(s: Schedule, data
         Schedule.parse(mutated)
     with contextlib.suppress(ScheduleError):
         Schedule.from_json(s.to_json()[:cut])
+
+
+def test_one_grid_builder_rounds_for_people_and_round_trips():
+    from hf_lrlaw.cli import parse_space
+    from hf_lrlaw.schedules import schedule_grid, span
+
+    values = span(0.05, 0.6, 34)
+    assert 0.4333 in values and 0.433333333333 not in values
+    assert all(float(f"{v:.4g}") == v for v in values)
+    assert span(100, 1000, 4, integer=True) == (100, 400, 700, 1000)
+    grid = schedule_grid(
+        "wsd", {"decay_fraction": values, "decay_shape": ["linear", "1-sqrt"]},
+        {"peak_lr": 1e-3, "total_steps": 1000, "warmup_steps": 10},
+    )  # fmt: skip
+    assert len(grid.schedules) == 68 and not grid.skipped
+    assert all(Schedule.parse(str(s)) == s for s in grid.schedules)
+    assert "decay_fraction=0.4333," in str(grid.schedules[2 * 23])
+    # the CLI's --space grammar builds the same candidates with the same rounding
+    cli = parse_space(
+        "wsd:peak_lr=1e-3;total_steps=1000;warmup_steps=10;decay_fraction=lin(0.05,0.6,34);"
+        "decay_shape=linear,1-sqrt"
+    )
+    assert cli == grid.schedules

@@ -14,15 +14,31 @@ from tune_search.cli import add_parser, main
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["search", "--peak-lr", "1e-3", "--total-steps", "100"],
-         "give exactly one of --setup, --trainable, --simulate"),
+        (
+            ["search", "--peak-lr", "1e-3", "--total-steps", "100"],
+            "give exactly one of --setup, --trainable, --simulate",
+        ),
         (["search", "--simulate", "7B"], "--simulate takes one of"),
-        (["search", "--setup", "no_such_module:setup", "--peak-lr", "1e-3",
-          "--total-steps", "100"], "cannot import 'no_such_module'"),
-        (["search", "--trainable", "json", "--peak-lr", "1e-3", "--total-steps", "100"],
-         "takes MODULE:FUNCTION"),
-        (["search", "--trainable", "json:nope", "--peak-lr", "1e-3", "--total-steps", "100"],
-         "json has no callable 'nope'"),
+        (
+            [
+                "search",
+                "--setup",
+                "no_such_module:setup",
+                "--peak-lr",
+                "1e-3",
+                "--total-steps",
+                "100",
+            ],
+            "cannot import 'no_such_module'",
+        ),
+        (
+            ["search", "--trainable", "json", "--peak-lr", "1e-3", "--total-steps", "100"],
+            "takes MODULE:FUNCTION",
+        ),
+        (
+            ["search", "--trainable", "json:nope", "--peak-lr", "1e-3", "--total-steps", "100"],
+            "json has no callable 'nope'",
+        ),
         (["search", "--simulate", "100M", "--kinds", "triangle"], "no default grid for"),
         (["search", "--simulate", "100M", "--space", "/no/such/space.json"], "no such file"),
     ],

@@ -30,14 +30,19 @@ def test_simulated_search_through_tuner(local_ray, tmp_path):
     truth = world.true_final(cands)
     # no metric here: it comes from TuneConfig through set_search_properties (param_space is
     # non-empty, which is when Tune passes it on)
-    searcher = LRLawSearcher(space, top_k=3, pilot_steps=0.5,
-                             law_options=world.fit_options("momentum"))
+    searcher = LRLawSearcher(
+        space, top_k=3, pilot_steps=0.5, law_options=world.fit_options("momentum")
+    )
     tuner = tune.Tuner(
         world.trainable(metric="loss"),
         param_space={"trial_seed": 7},
         tune_config=tune.TuneConfig(
-            metric="loss", mode="min", search_alg=searcher,
-            scheduler=LRLawStopper(searcher=searcher), num_samples=-1, max_concurrent_trials=2,
+            metric="loss",
+            mode="min",
+            search_alg=searcher,
+            scheduler=LRLawStopper(searcher=searcher),
+            num_samples=-1,
+            max_concurrent_trials=2,
         ),
         run_config=_run_config(tmp_path, "sim"),
     )
@@ -70,8 +75,9 @@ def test_stopper_cuts_losers_in_a_grid(local_ray, tmp_path):
     tuner = tune.Tuner(
         world.trainable(metric="loss"),
         param_space={"schedule": tune.grid_search(texts)},
-        tune_config=tune.TuneConfig(metric="loss", mode="min", scheduler=stopper,
-                                    max_concurrent_trials=2),
+        tune_config=tune.TuneConfig(
+            metric="loss", mode="min", scheduler=stopper, max_concurrent_trials=2
+        ),
         run_config=_run_config(tmp_path, "grid"),
     )
     results = tuner.fit()
@@ -89,12 +95,21 @@ def test_interrupted_search_resumes_without_repeating_finished_trials(
 ):
     monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "0")  # snapshot after every step
     world = SimulatedWorld(law="momentum", seed=3)
-    space = ScheduleSpace(world.peak_lr, world.total_steps, world.warmup_steps,
-                          kinds={"constant": {}, "cosine": {"final_ratio": [0.0, 0.1]},
-                                 "wsd": {"decay_fraction": [0.1, 0.2, 0.3],
-                                         "decay_shape": ["linear", "1-sqrt"],
-                                         "final_ratio": [0.0, 0.1]},
-                                 "multistep": {"milestones": [[0.8, 0.9]], "factor": [0.1]}})
+    space = ScheduleSpace(
+        world.peak_lr,
+        world.total_steps,
+        world.warmup_steps,
+        kinds={
+            "constant": {},
+            "cosine": {"final_ratio": [0.0, 0.1]},
+            "wsd": {
+                "decay_fraction": [0.1, 0.2, 0.3],
+                "decay_shape": ["linear", "1-sqrt"],
+                "final_ratio": [0.0, 0.1],
+            },
+            "multistep": {"milestones": [[0.8, 0.9]], "factor": [0.1]},
+        },
+    )
     log = tmp_path / "starts.tsv"
     marker = tmp_path / "interrupted"
     trainable = world.trainable(metric="loss", sleep=0.002, start_log=str(log))
@@ -124,15 +139,15 @@ def test_interrupted_search_resumes_without_repeating_finished_trials(
                 raise RuntimeError("simulated interruption of the driver")
 
     def make() -> LRLawSearcher:
-        return LRLawSearcher(space, metric="loss", top_k=3,
-                             law_options=world.fit_options("momentum"))
+        return LRLawSearcher(
+            space, metric="loss", top_k=3, law_options=world.fit_options("momentum")
+        )
 
     searcher = make()
     interrupt = Interrupt(str(marker))
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
-                                    max_concurrent_trials=2),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, max_concurrent_trials=2),
         run_config=_run_config(tmp_path, "resume", callbacks=[interrupt]),
     )
     with pytest.raises(Exception, match="simulated interruption"):
@@ -163,23 +178,40 @@ def test_bad_trials_do_not_stop_the_search(local_ray, tmp_path):
     world = SimulatedWorld(law="momentum", seed=4)
     p, t, w = world.peak_lr, world.total_steps, world.warmup_steps
     longer = Schedule.cosine(p, 2 * t, warmup_steps=w)  # the trials can only run t steps
-    space = ScheduleSpace(p, t, w, kinds={"constant": {}, "cosine": {"final_ratio": [0.0, 0.1]},
-                                          "wsd": {"decay_fraction": [0.1, 0.2],
-                                                  "decay_shape": ["linear", "1-sqrt"]},
-                                          "multistep": {"milestones": [[0.8, 0.9]],
-                                                        "factor": [0.1, 0.3]}},
-                          extra=[longer])
-    trainable = world.trainable(metric="loss", fail_schedules=["constant"],
-                                nan_schedules=["multistep"], max_steps=t)
-    searcher = LRLawSearcher(space, metric="loss", top_k=2,
-                             law_options=world.fit_options("momentum"),
-                             pilots=[Schedule.constant(p, t, warmup_steps=w),
-                                     Schedule.cosine(p, t, warmup_steps=w),
-                                     longer])
+    space = ScheduleSpace(
+        p,
+        t,
+        w,
+        kinds={
+            "constant": {},
+            "cosine": {"final_ratio": [0.0, 0.1]},
+            "wsd": {"decay_fraction": [0.1, 0.2], "decay_shape": ["linear", "1-sqrt"]},
+            "multistep": {"milestones": [[0.8, 0.9]], "factor": [0.1, 0.3]},
+        },
+        extra=[longer],
+    )
+    trainable = world.trainable(
+        metric="loss", fail_schedules=["constant"], nan_schedules=["multistep"], max_steps=t
+    )
+    searcher = LRLawSearcher(
+        space,
+        metric="loss",
+        top_k=2,
+        law_options=world.fit_options("momentum"),
+        pilots=[
+            Schedule.constant(p, t, warmup_steps=w),
+            Schedule.cosine(p, t, warmup_steps=w),
+            longer,
+        ],
+    )
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=LRLawStopper(searcher=searcher),
-                                    num_samples=-1, max_concurrent_trials=2),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=LRLawStopper(searcher=searcher),
+            num_samples=-1,
+            max_concurrent_trials=2,
+        ),
         run_config=_run_config(tmp_path, "bad"),
     )
     results = tuner.fit()
@@ -211,11 +243,16 @@ def test_reports_missing_metric_or_step_are_skipped(local_ray, tmp_path, monkeyp
 
     p, t, w = world.peak_lr, world.total_steps, world.warmup_steps
     cands = [Schedule.cosine(p, t, warmup_steps=w, final_ratio=f) for f in (0.0, 0.1)] + [
-        Schedule.wsd(p, t, warmup_steps=w, decay_fraction=d) for d in (0.1, 0.2)]
-    searcher = LRLawSearcher(cands, metric="loss", top_k=1,
-                             law_options=world.fit_options("momentum"))
-    tuner = tune.Tuner(sloppy, tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1),
-                       run_config=_run_config(tmp_path, "sloppy"))
+        Schedule.wsd(p, t, warmup_steps=w, decay_fraction=d) for d in (0.1, 0.2)
+    ]
+    searcher = LRLawSearcher(
+        cands, metric="loss", top_k=1, law_options=world.fit_options("momentum")
+    )
+    tuner = tune.Tuner(
+        sloppy,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1),
+        run_config=_run_config(tmp_path, "sloppy"),
+    )
     results = tuner.fit()
     assert not results.errors and searcher.finished_reason
     msgs = "\n".join(searcher.messages)
@@ -230,9 +267,14 @@ def test_search_schedules_writes_the_report_and_the_cli_runs(local_ray, tmp_path
     world = SimulatedWorld(law="momentum", seed=6)
     space = ScheduleSpace(world.peak_lr, world.total_steps, world.warmup_steps)
     result = search_schedules(
-        trainable=world.trainable(metric="loss"), space=space, metric="loss", top_k=2,
-        pilot_steps=0.5, law_options=world.fit_options("momentum"),
-        output_dir=tmp_path / "out", max_concurrent_trials=2,
+        trainable=world.trainable(metric="loss"),
+        space=space,
+        metric="loss",
+        top_k=2,
+        pilot_steps=0.5,
+        law_options=world.fit_options("momentum"),
+        output_dir=tmp_path / "out",
+        max_concurrent_trials=2,
     )
     files = result.files
     for key in ("recommended", "report", "figure", "ranking", "fit", "trials"):
@@ -254,9 +296,23 @@ def test_search_schedules_writes_the_report_and_the_cli_runs(local_ray, tmp_path
     assert str(tmp_path / "out" / "ray_results") in result.experiment_path
     assert ray.is_initialized()  # it used the running instance and left it alone
 
-    code = main(["search", "--simulate", "25M", "--kinds", "wsd,cosine,constant",
-                 "--top-k", "1", "--pilot-steps", "0.5", "--max-concurrent", "2",
-                 "--output-dir", str(tmp_path / "cli")])
+    code = main(
+        [
+            "search",
+            "--simulate",
+            "25M",
+            "--kinds",
+            "wsd,cosine,constant",
+            "--top-k",
+            "1",
+            "--pilot-steps",
+            "0.5",
+            "--max-concurrent",
+            "2",
+            "--output-dir",
+            str(tmp_path / "cli"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "recommended (finished run):" in out and "| rank |" in out

@@ -32,7 +32,8 @@ def _searcher(world, space, **kw) -> LRLawSearcher:
 def _small_space(world: SimulatedWorld) -> list[Schedule]:
     p, t, w = world.peak_lr, world.total_steps, world.warmup_steps
     return [Schedule.cosine(p, t, warmup_steps=w, final_ratio=f) for f in (0.0, 0.1, 0.3)] + [
-        Schedule.wsd(p, t, warmup_steps=w, decay_fraction=d) for d in (0.1, 0.2, 0.3)]
+        Schedule.wsd(p, t, warmup_steps=w, decay_fraction=d) for d in (0.1, 0.2, 0.3)
+    ]
 
 
 def _feed(searcher, world, trial_id, text, upto=None, metric="loss", nan_from=None, start=None):
@@ -118,8 +119,9 @@ def test_stopper_cuts_losing_trials_and_keeps_the_winner():
 
 def test_suggestions_carry_the_schedule_text_and_pilot_stop():
     world, space = _world()
-    searcher = _searcher(world, space, pilot_steps=0.5,
-                         config_fn=lambda s: {"learning_rate": s.peak_lr})
+    searcher = _searcher(
+        world, space, pilot_steps=0.5, config_fn=lambda s: {"learning_rate": s.peak_lr}
+    )
     first = searcher.suggest("a")
     assert Schedule.parse(first["schedule"]).kind == "constant"
     assert first["lrlaw_stop_step"] == world.total_steps // 2 - 1
@@ -143,7 +145,10 @@ def test_set_search_properties_like_rays_searchers():
     # search-space definitions in param_space are not this searcher's: refuse, Tune explains
     from ray import tune
 
-    assert LRLawSearcher(space).set_search_properties("loss", "min", {"lr": tune.uniform(0, 1)}) is False
+    assert (
+        LRLawSearcher(space).set_search_properties("loss", "min", {"lr": tune.uniform(0, 1)})
+        is False
+    )
     with pytest.raises(ValueError, match="mode must be 'min'"):
         LRLawSearcher(space).set_search_properties("loss", "max", {"a": 1})
     with pytest.raises(ValueError, match="mode must be 'min'"):
@@ -275,15 +280,20 @@ def test_bad_reports_are_refused_one_by_one(caplog):
     cfg = s.suggest("t1")
     total = Schedule.parse(cfg["schedule"]).total_steps
     with caplog.at_level(logging.WARNING, logger="tune_search"):
-        s.on_trial_result("t1", {"step": 9, "other": 1.0})         # no metric
-        s.on_trial_result("t1", {"loss": 3.0})                     # no step
-        s.on_trial_result("t1", {"step": 1.5, "loss": 3.0})        # not a whole step
+        s.on_trial_result("t1", {"step": 9, "other": 1.0})  # no metric
+        s.on_trial_result("t1", {"loss": 3.0})  # no step
+        s.on_trial_result("t1", {"step": 1.5, "loss": 3.0})  # not a whole step
         s.on_trial_result("t1", {"step": total + 5, "loss": 3.0})  # past the schedule
-        s.on_trial_result("t1", {"step": 3, "loss": "low"})        # not a number
-        s.on_trial_result("unknown", {"step": 3, "loss": 3.0})     # not ours: ignored
+        s.on_trial_result("t1", {"step": 3, "loss": "low"})  # not a number
+        s.on_trial_result("unknown", {"step": 3, "loss": 3.0})  # not ours: ignored
     msgs = "\n".join(s.messages)
-    for needle in ("has no 'loss'", "has no 'step'", "whole number", "outside the schedule's steps",
-                   "must be a number"):
+    for needle in (
+        "has no 'loss'",
+        "has no 'step'",
+        "whole number",
+        "outside the schedule's steps",
+        "must be a number",
+    ):
         assert needle in msgs
     assert caplog.text.count("has no 'step'") == 1  # once per trial, not per report
     assert s.trials()[0]["steps_run"] == 0
@@ -352,7 +362,9 @@ def test_stopper_contract():
     with pytest.raises(ValueError, match="no config\\['schedule'\\]"):
         st.on_trial_add(None, TrialStub("x", {}))
     with pytest.raises(ValueError, match="no metric"):
-        LRLawStopper().on_trial_add(None, TrialStub("x", {"schedule": "cosine(peak_lr=1, total_steps=9)"}))
+        LRLawStopper().on_trial_add(
+            None, TrialStub("x", {"schedule": "cosine(peak_lr=1, total_steps=9)"})
+        )
     trial = TrialStub("p", {"schedule": str(_small_space(world)[0]), "lrlaw_stop_step": 99})
     st.on_trial_add(None, trial)
     assert st.on_trial_result(None, trial, {"step": 39, "loss": 3.0}) == TrialScheduler.CONTINUE
@@ -367,10 +379,16 @@ def test_a_failed_leader_does_not_end_the_search():
     world, _ = _world("momentum", 8)
     p, t, w = world.peak_lr, world.total_steps, world.warmup_steps
     longer = Schedule.cosine(p, 2 * t, warmup_steps=w)
-    s = LRLawSearcher(_small_space(world) + [longer], metric="loss", top_k=1,
-                      law_options=world.fit_options("momentum"),
-                      pilots=[Schedule.constant(p, t, warmup_steps=w),
-                              Schedule.cosine(p, t, warmup_steps=w, final_ratio=0.3)])
+    s = LRLawSearcher(
+        _small_space(world) + [longer],
+        metric="loss",
+        top_k=1,
+        law_options=world.fit_options("momentum"),
+        pilots=[
+            Schedule.constant(p, t, warmup_steps=w),
+            Schedule.cosine(p, t, warmup_steps=w, final_ratio=0.3),
+        ],
+    )
     for tid in ("p1", "p2"):
         cfg = s.suggest(tid)
         s.on_trial_complete(tid, _feed(s, world, tid, cfg["schedule"]))

@@ -21,10 +21,18 @@ def test_span_rounds_and_validates():
 
 def test_grid_is_the_product_in_a_fixed_order():
     space = ScheduleSpace(
-        3e-3, 1000, 100,
-        kinds={"constant": {}, "cosine": {"final_ratio": [0.0, 0.1]},
-               "wsd": {"decay_fraction": span(0.1, 0.3, 3), "decay_shape": ["linear", "1-sqrt"],
-                       "final_ratio": [0.0, 0.1]}},
+        3e-3,
+        1000,
+        100,
+        kinds={
+            "constant": {},
+            "cosine": {"final_ratio": [0.0, 0.1]},
+            "wsd": {
+                "decay_fraction": span(0.1, 0.3, 3),
+                "decay_shape": ["linear", "1-sqrt"],
+                "final_ratio": [0.0, 0.1],
+            },
+        },
     )
     cands = space.candidates()
     assert len(space) == len(cands) == 1 + 2 + 12
@@ -33,7 +41,8 @@ def test_grid_is_the_product_in_a_fixed_order():
     # the last parameter varies fastest
     assert [c.param("final_ratio") for c in cands[3:5]] == [0.0, 0.1]
     assert [str(c) for c in ScheduleSpace.from_dict(space.to_dict()).candidates()] == [
-        str(c) for c in cands]
+        str(c) for c in cands
+    ]
     assert space.fingerprint() == ScheduleSpace.from_json(space.to_json()).fingerprint()
 
 
@@ -83,8 +92,11 @@ def test_empty_and_bad_spaces_say_why():
         ScheduleSpace.from_dict({"peak_lr": 1e-3})
     with pytest.raises(SpaceError, match="JSON"):
         ScheduleSpace.from_json("{not json")
-    data = {"peak_lr": 1e-3, "total_steps": 100,
-            "kinds": {"wsd": {"decay_fraction": {"span": [0.1, 0.3, 3]}}}}
+    data = {
+        "peak_lr": 1e-3,
+        "total_steps": 100,
+        "kinds": {"wsd": {"decay_fraction": {"span": [0.1, 0.3, 3]}}},
+    }
     assert len(ScheduleSpace.from_json(json.dumps(data))) == 3
 
 
@@ -94,4 +106,16 @@ def test_family_groups_fine_variants():
     c = Schedule.wsd(1e-3, 1000, decay_fraction=0.1, decay_shape="cosine")
     assert family(a) == family(b) != family(c)
     assert family(Schedule.multistep(1e-3, 1000, milestones=[0.5])) != family(
-        Schedule.multistep(1e-3, 1000, milestones=[0.5, 0.8]))
+        Schedule.multistep(1e-3, 1000, milestones=[0.5, 0.8])
+    )
+
+
+def test_the_space_and_lrlaw_rank_space_build_the_same_grid():
+    from hf_lrlaw.cli import parse_space
+
+    space = ScheduleSpace(
+        1e-3, 1000, 10, kinds={"wsd": {"decay_fraction": span(0.05, 0.6, 34), "final_ratio": 0.1}}
+    )
+    text = "wsd:peak_lr=1e-3;total_steps=1000;warmup_steps=10;decay_fraction=lin(0.05,0.6,34);"
+    assert space.candidates() == parse_space(text + "final_ratio=0.1")
+    assert all("0.433333" not in str(s) for s in space.candidates())

@@ -139,17 +139,31 @@ def search_schedules(
         from tune_search.trainable import hf_trainable
 
         trainable = tune.with_parameters(
-            hf_trainable, model_init=model_init, train_dataset=train_dataset,
-            eval_dataset=eval_dataset, training_args=dict(training_args or {}), metric=metric,
-            data_collator=data_collator, max_steps=max_steps, lrlaw_callback=lrlaw_callback,
+            hf_trainable,
+            model_init=model_init,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            training_args=dict(training_args or {}),
+            metric=metric,
+            data_collator=data_collator,
+            max_steps=max_steps,
+            lrlaw_callback=lrlaw_callback,
         )
     resources = dict(resources_per_trial or {"cpu": 1})
     trainable = tune.with_resources(trainable, resources)
 
     def make_searcher() -> LRLawSearcher:
         return LRLawSearcher(
-            space, metric=metric, mode="min", law=law, law_options=law_options, pilots=pilots,
-            pilot_steps=pilot_steps, top_k=top_k, prior_fit=prior_fit, margin=margin,
+            space,
+            metric=metric,
+            mode="min",
+            law=law,
+            law_options=law_options,
+            pilots=pilots,
+            pilot_steps=pilot_steps,
+            top_k=top_k,
+            prior_fit=prior_fit,
+            margin=margin,
             fit_kwargs=fit_kwargs,
         )
 
@@ -171,11 +185,14 @@ def search_schedules(
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(
-                    search_alg=searcher, scheduler=scheduler, num_samples=searcher.max_trials,
+                    search_alg=searcher,
+                    scheduler=scheduler,
+                    num_samples=searcher.max_trials,
                     max_concurrent_trials=max_concurrent_trials,
                 ),
-                run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose,
-                                          callbacks=list(callbacks)),
+                run_config=tune.RunConfig(
+                    name=name, storage_path=storage, verbose=verbose, callbacks=list(callbacks)
+                ),
             )
         results = tuner.fit()
         experiment = results.experiment_path
@@ -193,12 +210,19 @@ def search_schedules(
         problems = "; ".join(searcher.messages[:3])
         raise RuntimeError(
             f"the search found no schedule ({searcher.finished_reason or exc})"
-            + (f": {problems}" if problems else "") + f"; see {files['report']}"
+            + (f": {problems}" if problems else "")
+            + f"; see {files['report']}"
         ) from None
     return SearchResult(
-        recommended=rec["schedule"], recommendation=rec, ranking=searcher.ranking(),
-        fit=searcher.current_fit(), trials=searcher.trials(), searcher=searcher, files=files,
-        experiment_path=str(experiment), messages=searcher.messages,
+        recommended=rec["schedule"],
+        recommendation=rec,
+        ranking=searcher.ranking(),
+        fit=searcher.current_fit(),
+        trials=searcher.trials(),
+        searcher=searcher,
+        files=files,
+        experiment_path=str(experiment),
+        messages=searcher.messages,
     )
 
 

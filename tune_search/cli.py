@@ -40,45 +40,78 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "search",
         help="search LR schedules with pilots + the fitted law + a few full runs (Ray Tune)",
         description="Run pilot schedules, fit the law, rank every candidate schedule by "
-                    "predicted final loss, run the best few in full, and write the ranked "
-                    "table, the recommended schedule (recommended.json) and a report.",
+        "predicted final loss, run the best few in full, and write the ranked "
+        "table, the recommended schedule (recommended.json) and a report.",
     )
     what = p.add_argument_group("what to train (one of)")
-    what.add_argument("--setup", metavar="MODULE:FUNC",
-                      help="returns {'model_init', 'train_dataset', 'eval_dataset', "
-                           "'training_args', 'data_collator'} for the HF trainable")
-    what.add_argument("--trainable", metavar="MODULE:FUNC",
-                      help="a Tune function trainable honouring the LRLawSearcher contract")
-    what.add_argument("--simulate", metavar="MODEL", nargs="?", const="100M",
-                      help="the simulated world (25M, 100M, 400M): no training")
+    what.add_argument(
+        "--setup",
+        metavar="MODULE:FUNC",
+        help="returns {'model_init', 'train_dataset', 'eval_dataset', "
+        "'training_args', 'data_collator'} for the HF trainable",
+    )
+    what.add_argument(
+        "--trainable",
+        metavar="MODULE:FUNC",
+        help="a Tune function trainable honouring the LRLawSearcher contract",
+    )
+    what.add_argument(
+        "--simulate",
+        metavar="MODEL",
+        nargs="?",
+        const="100M",
+        help="the simulated world (25M, 100M, 400M): no training",
+    )
     sp = p.add_argument_group("candidates")
     sp.add_argument("--space", metavar="JSON", help="a ScheduleSpace description (to_json form)")
     sp.add_argument("--peak-lr", type=_floats, metavar="LR[,LR...]")
     sp.add_argument("--total-steps", type=_ints, metavar="N[,N...]")
-    sp.add_argument("--warmup-steps", type=_numbers, default=[0], metavar="N[,N...]",
-                    help="steps, or fractions of total_steps below 1")
-    sp.add_argument("--kinds", metavar="KIND[,KIND...]",
-                    help="schedule kinds from the default grids (default: all of them)")
+    sp.add_argument(
+        "--warmup-steps",
+        type=_numbers,
+        default=[0],
+        metavar="N[,N...]",
+        help="steps, or fractions of total_steps below 1",
+    )
+    sp.add_argument(
+        "--kinds",
+        metavar="KIND[,KIND...]",
+        help="schedule kinds from the default grids (default: all of them)",
+    )
     se = p.add_argument_group("search")
-    se.add_argument("--metric", default=None, help="reported loss (default eval_loss; "
-                    "loss for --simulate)")
+    se.add_argument(
+        "--metric", default=None, help="reported loss (default eval_loss; loss for --simulate)"
+    )
     se.add_argument("--law", default="momentum", help="momentum, multipower, power or auto")
     se.add_argument("--lam", type=float, default=None, help="momentum law decay factor")
     se.add_argument("--top-k", type=int, default=3)
-    se.add_argument("--pilot-steps", type=_fraction_or_steps, default=0.5,
-                    help="run pilots this far: a fraction of their horizon (default 0.5; 1.0 = "
-                         "in full) or a step count")
-    se.add_argument("--prior", metavar="FIT_OR_RECORD_JSON",
-                    help="a saved Fit or the callback's record.json: rank before any pilot")
+    se.add_argument(
+        "--pilot-steps",
+        type=_fraction_or_steps,
+        default=0.5,
+        help="run pilots this far: a fraction of their horizon (default 0.5; 1.0 = "
+        "in full) or a step count",
+    )
+    se.add_argument(
+        "--prior",
+        metavar="FIT_OR_RECORD_JSON",
+        help="a saved Fit or the callback's record.json: rank before any pilot",
+    )
     se.add_argument("--margin", type=float, default=0.0)
     se.add_argument("--no-stopper", action="store_true", help="do not stop losing trials early")
-    se.add_argument("--max-steps", type=int, default=None,
-                    help="trials run exactly this many steps (others are refused)")
+    se.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="trials run exactly this many steps (others are refused)",
+    )
     ra = p.add_argument_group("Ray")
-    ra.add_argument("--address", default=None,
-                    help="ray.init address ('auto' joins this machine's cluster)")
-    ra.add_argument("--storage-path", default=None,
-                    help="Tune results (shared path or s3:// URI on a cluster)")
+    ra.add_argument(
+        "--address", default=None, help="ray.init address ('auto' joins this machine's cluster)"
+    )
+    ra.add_argument(
+        "--storage-path", default=None, help="Tune results (shared path or s3:// URI on a cluster)"
+    )
     ra.add_argument("--name", default="lrlaw_search")
     ra.add_argument("--max-concurrent", type=int, default=None)
     ra.add_argument("--cpus-per-trial", type=float, default=1.0)
@@ -130,10 +163,17 @@ def _run(args: argparse.Namespace) -> int:
     else:
         setup = _load_object(args.setup, "--setup")()
         if not isinstance(setup, dict) or "model_init" not in setup or "train_dataset" not in setup:
-            raise CliError(f"--setup {args.setup} must return a dict with model_init and "
-                           "train_dataset (and eval_dataset, training_args, data_collator)")
-        unknown = set(setup) - {"model_init", "train_dataset", "eval_dataset", "training_args",
-                                "data_collator"}
+            raise CliError(
+                f"--setup {args.setup} must return a dict with model_init and "
+                "train_dataset (and eval_dataset, training_args, data_collator)"
+            )
+        unknown = set(setup) - {
+            "model_init",
+            "train_dataset",
+            "eval_dataset",
+            "training_args",
+            "data_collator",
+        }
         if unknown:
             raise CliError(f"--setup {args.setup} returned unknown keys {sorted(unknown)}")
         kwargs.update(setup)
@@ -148,7 +188,9 @@ def _run(args: argparse.Namespace) -> int:
         else:
             peak = args.peak_lr or ([world.peak_lr] if world else None)
             total = args.total_steps or ([world.total_steps] if world else None)
-            warm = args.warmup_steps if args.warmup_steps != [0] or not world else [world.warmup_steps]
+            warm = (
+                args.warmup_steps if args.warmup_steps != [0] or not world else [world.warmup_steps]
+            )
             if not peak or not total:
                 raise CliError("give --space, or --peak-lr and --total-steps")
             kinds = None
@@ -156,8 +198,10 @@ def _run(args: argparse.Namespace) -> int:
                 names = [k.strip() for k in args.kinds.split(",") if k.strip()]
                 missing = [k for k in names if k not in DEFAULT_KINDS]
                 if missing:
-                    raise CliError(f"--kinds: no default grid for {missing}; known: "
-                                   f"{', '.join(DEFAULT_KINDS)} (use --space for others)")
+                    raise CliError(
+                        f"--kinds: no default grid for {missing}; known: "
+                        f"{', '.join(DEFAULT_KINDS)} (use --space for others)"
+                    )
                 kinds = {k: DEFAULT_KINDS[k] for k in names}
             space = ScheduleSpace(peak, total, warm, kinds)
         if len(space) == 0:
@@ -170,13 +214,25 @@ def _run(args: argparse.Namespace) -> int:
     if args.gpus_per_trial:
         resources["gpu"] = args.gpus_per_trial
     result = search_schedules(
-        space=space, metric=metric, law=args.law, law_options=law_options,
-        pilot_steps=args.pilot_steps, top_k=args.top_k, prior_fit=args.prior,
-        margin=args.margin, stopper=not args.no_stopper,
-        max_concurrent_trials=args.max_concurrent, resources_per_trial=resources,
-        output_dir=args.output_dir, storage_path=args.storage_path, name=args.name,
-        address=args.address, resume=args.resume, max_steps=args.max_steps,
-        verbose=args.verbose, **kwargs,
+        space=space,
+        metric=metric,
+        law=args.law,
+        law_options=law_options,
+        pilot_steps=args.pilot_steps,
+        top_k=args.top_k,
+        prior_fit=args.prior,
+        margin=args.margin,
+        stopper=not args.no_stopper,
+        max_concurrent_trials=args.max_concurrent,
+        resources_per_trial=resources,
+        output_dir=args.output_dir,
+        storage_path=args.storage_path,
+        name=args.name,
+        address=args.address,
+        resume=args.resume,
+        max_steps=args.max_steps,
+        verbose=args.verbose,
+        **kwargs,
     )
     rec = result.recommendation
     if result.ranking is not None:
@@ -185,8 +241,10 @@ def _run(args: argparse.Namespace) -> int:
     print(f"recommended ({rec['source']}): {rec['text']}")
     hf = result.recommended_hf
     if hf["exact"]:
-        print(f"transformers: lr_scheduler_type={hf['lr_scheduler_type']!r} "
-              f"lr_scheduler_kwargs={json.dumps(hf['lr_scheduler_kwargs'])}")
+        print(
+            f"transformers: lr_scheduler_type={hf['lr_scheduler_type']!r} "
+            f"lr_scheduler_kwargs={json.dumps(hf['lr_scheduler_kwargs'])}"
+        )
     else:
         print(f"transformers: no built-in scheduler is exact; use {hf['use']}")
     for key in ("recommended", "report", "figure"):
@@ -221,14 +279,18 @@ def _floats(text: str) -> list[float]:
     try:
         return [float(t) for t in _split(text)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}"
+        ) from None
 
 
 def _ints(text: str) -> list[int]:
     try:
         return [int(t) for t in _split(text)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected whole numbers separated by commas, got {text!r}"
+        ) from None
 
 
 def _numbers(text: str) -> list[float | int]:
@@ -251,7 +313,9 @@ def _fraction_or_steps(text: str) -> float | int:
         try:
             return float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a fraction or a step count, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected a fraction or a step count, got {text!r}"
+            ) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,7 +68,8 @@ class ByteBlocks:
 
 def options(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
-        prog="python -m tune_search.demo", description=__doc__.split("\n\n")[0],
+        prog="python -m tune_search.demo",
+        description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     ap.add_argument("--out", default="runs/demo", help="output folder")
@@ -85,8 +86,12 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--eval-blocks", type=int, default=64, help="held-out blocks per evaluation")
     ap.add_argument("--top-k", type=int, default=3, help="candidates trained in full")
     ap.add_argument("--law", default="momentum", help="law the searcher fits")
-    ap.add_argument("--concurrency", type=int, default=None,
-                    help="trials at a time (default: one per CPU Ray sees)")
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="trials at a time (default: one per CPU Ray sees)",
+    )
     ap.add_argument("--address", default=None, help="ray.init address (e.g. auto for a cluster)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of the path")
     args = ap.parse_args(argv)
@@ -116,10 +121,21 @@ def main(argv: list[str] | None = None) -> int:
     text = shakespeare()
     cut = int(len(text) * 0.95)
     train = ByteBlocks(text[:cut], args.seq)
-    val = ByteBlocks(text[cut:], args.seq, limit=min(args.eval_blocks, (len(text) - cut - 1) // args.seq))
-    config = GPT2Config(n_layer=args.layers, n_embd=args.embd, n_head=args.heads, vocab_size=256,
-                        n_positions=args.seq, bos_token_id=0, eos_token_id=0,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    val = ByteBlocks(
+        text[cut:], args.seq, limit=min(args.eval_blocks, (len(text) - cut - 1) // args.seq)
+    )
+    config = GPT2Config(
+        n_layer=args.layers,
+        n_embd=args.embd,
+        n_head=args.heads,
+        vocab_size=256,
+        n_positions=args.seq,
+        bos_token_id=0,
+        eos_token_id=0,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
 
     def make_model():
         torch.manual_seed(0)
@@ -128,9 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     n_params = sum(p.numel() for p in make_model().parameters())
     tokens = args.steps * args.batch * args.seq
     space = ScheduleSpace(args.peak_lr, args.steps, args.warmup, kinds=DEMO_KINDS)
-    say(f"      GPT-2 {args.layers} layer(s) x {args.embd} wide: {n_params:,} parameters; a full run "
+    say(
+        f"      GPT-2 {args.layers} layer(s) x {args.embd} wide: {n_params:,} parameters; a full run "
         f"is {args.steps} steps x {args.batch} x {args.seq} bytes = {tokens:,} tokens "
-        f"({tokens / len(train.data):.2f} passes over {len(train.data):,} bytes of Shakespeare)")
+        f"({tokens / len(train.data):.2f} passes over {len(train.data):,} bytes of Shakespeare)"
+    )
     say(f"      {space.describe()}")
 
     class Progress(tune.Callback):
@@ -153,14 +171,18 @@ def main(argv: list[str] | None = None) -> int:
             self.last[trial.trial_id] = now
             loss = result.get("eval_loss")
             if loss is not None and "step" in result:
-                say(f"      {trial.trial_id}: step {int(result['step']) + 1}/{args.steps}, "
-                    f"eval loss {loss:.4f}")
+                say(
+                    f"      {trial.trial_id}: step {int(result['step']) + 1}/{args.steps}, "
+                    f"eval loss {loss:.4f}"
+                )
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             say(f"      {trial.trial_id} finished")
 
-    say(f"[2/4] searching: 2 pilot runs -> fit the {args.law} law -> rank {len(space):,} "
-        f"candidates -> the best {args.top_k} in full")
+    say(
+        f"[2/4] searching: 2 pilot runs -> fit the {args.law} law -> rank {len(space):,} "
+        f"candidates -> the best {args.top_k} in full"
+    )
     training_args = {
         "per_device_train_batch_size": args.batch,
         "per_device_eval_batch_size": 64,
@@ -175,16 +197,25 @@ def main(argv: list[str] | None = None) -> int:
         "seed": 0,
     }
     result = search_schedules(
-        model_init=make_model, train_dataset=train, eval_dataset=val,
-        training_args=training_args, space=space, metric="eval_loss", law=args.law,
-        top_k=args.top_k, pilot_steps=None, output_dir=out, address=args.address,
+        model_init=make_model,
+        train_dataset=train,
+        eval_dataset=val,
+        training_args=training_args,
+        space=space,
+        metric="eval_loss",
+        law=args.law,
+        top_k=args.top_k,
+        pilot_steps=None,
+        output_dir=out,
+        address=args.address,
         # The first quarter (the byte-level plateau, before the model learns more than
         # unigram statistics) is no power law; the law is fitted from there on.
         fit_kwargs={"min_step": args.steps // 4},
         # Five runs in all: the law-based stopper pays off in larger searches; here its early
         # judgement would fall on the byte-level plateau of the first ~250 steps.
         stopper=False,
-        max_concurrent_trials=args.concurrency, max_steps=args.steps,
+        max_concurrent_trials=args.concurrency,
+        max_steps=args.steps,
         resources_per_trial={"cpu": 1, "gpu": 1 if args.device == "cuda" else 0},
         callbacks=[Progress()],
     )
@@ -213,8 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nRecommended schedule: {result.recommended}")
     hf = result.recommended_hf
     if hf["exact"]:
-        print(f"  TrainingArguments(lr_scheduler_type={hf['lr_scheduler_type']!r}, "
-              f"lr_scheduler_kwargs={hf['lr_scheduler_kwargs']!r}, ...)")
+        print(
+            f"  TrainingArguments(lr_scheduler_type={hf['lr_scheduler_type']!r}, "
+            f"lr_scheduler_kwargs={hf['lr_scheduler_kwargs']!r}, ...)"
+        )
     if result.ranking is not None:
         print("\n" + result.ranking.to_markdown(10))
     print(f"\nReport: {report}\nRecommendation: {result.files.get('recommended')}")

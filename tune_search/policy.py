@@ -27,8 +27,8 @@ from hf_lrlaw.fitting import fit
 from hf_lrlaw.ranking import Ranking, rank
 from hf_lrlaw.schedules import Schedule
 from hf_lrlaw.threads import numpy_blas_single_thread
+from tune_search.records import CANDIDATE_ROLES, STOPPED, CurveBook, parse_schedules
 from tune_search.records import FINISHED as TRIAL_FINISHED
-from tune_search.records import STOPPED, CurveBook, parse_schedules
 from tune_search.space import ScheduleSpace, family, fingerprint
 
 __all__ = ["FINISHED", "STATE_SCHEMA", "SearchPolicy"]
@@ -64,16 +64,7 @@ class SearchPolicy:
         seed: int = 0,
     ) -> None:
         candidates, self.space_description, default_pilots = candidates_of(space, max_steps)
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
-        if not 0 < level < 1:
-            raise ValueError(f"level must be in (0, 1), got {level}")
-        if pilot_steps is not None and (
-            (isinstance(pilot_steps, float) and not 0 < pilot_steps <= 1)
-            or (isinstance(pilot_steps, int) and pilot_steps < 1)
-        ):
-            raise ValueError(f"pilot_steps must be a fraction in (0, 1] or a step count >= 1, "
-                             f"got {pilot_steps!r}")
+        _check(top_k, level, pilot_steps, fit_kwargs or {})
         self._candidates: list[Schedule] = candidates
         self._texts = [str(s) for s in candidates]
         self._fingerprint = fingerprint(candidates)
@@ -88,8 +79,6 @@ class SearchPolicy:
         self.seed = int(seed)
 
         self.fit_kwargs = dict(fit_kwargs or {})
-        if "law" in self.fit_kwargs or "law_options" in self.fit_kwargs:
-            raise ValueError("give law= and law_options= to LRLawSearcher, not in fit_kwargs")
         if prior_fit is None and "prior" not in self.fit_kwargs and not self.law_options:
             # Pilots are young runs: the prior learned on public curves supplies what their
             # data cannot tell yet, until a finished run with LR decay shows it.
@@ -97,8 +86,13 @@ class SearchPolicy:
             until_annealed = True
         else:
             until_annealed = False
-        self.book = CurveBook(metric, law, self.law_options, fit_kwargs=self.fit_kwargs,
-                              default_prior_until_annealed=until_annealed)
+        self.book = CurveBook(
+            metric,
+            law,
+            self.law_options,
+            fit_kwargs=self.fit_kwargs,
+            default_prior_until_annealed=until_annealed,
+        )
         self._prior: Fit | None = None
         self._prior_source: str | None = None
         if prior_fit is not None:
@@ -108,8 +102,12 @@ class SearchPolicy:
                 prior_fit, law, self.law_options
             )
             if self._prior.law != law:
-                logger.warning("LRLaw search: the prior fit is of the %s law; the search fits "
-                               "that law (not %s)", self._prior.law, law)
+                logger.warning(
+                    "LRLaw search: the prior fit is of the %s law; the search fits "
+                    "that law (not %s)",
+                    self._prior.law,
+                    law,
+                )
                 self.law = self._prior.law
             self.book.fit_kwargs["prior"] = self._prior
         if pilots is None:
@@ -117,7 +115,9 @@ class SearchPolicy:
         else:
             pilot_list = parse_schedules(list(pilots), "pilots")
         self._pilots = [str(p) for p in pilot_list]
-        self.max_trials = (len(self._pilots) + 3 * self.top_k) if max_trials is None else int(max_trials)
+        self.max_trials = (
+            (len(self._pilots) + 3 * self.top_k) if max_trials is None else int(max_trials)
+        )
         self._next_pilot = 0
         self._finished: str | None = None
         self._ranking: Ranking | None = None
@@ -125,7 +125,6 @@ class SearchPolicy:
         self._ranking_failed: frozenset[str] = frozenset()
         self._fit_used: str | None = None
         self._log: list[str] = []
-
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         """The next trial's config (``{"schedule": text, ...}``), None (wait for running
@@ -137,7 +136,8 @@ class SearchPolicy:
         if len(errored) >= 3 and len(errored) == started and not any(r.steps for r in errored):
             return self._finish_or_wait(
                 f"the first {started} trials all errored before reporting a loss: the trainable "
-                "seems broken (see the trials' error files in the Tune results)")
+                "seems broken (see the trials' error files in the Tune results)"
+            )
         if started >= self.max_trials:
             return self._finish_or_wait(f"max_trials={self.max_trials} trials started")
         # 1. pilots
@@ -145,28 +145,33 @@ class SearchPolicy:
             text = self._pilots[self._next_pilot]
             self._next_pilot += 1
             return self._issue(trial_id, text, "pilot")
-        if self._has_running("pilot") and self._prior is None:
+        if self.book.running(("pilot",)) and self._prior is None:
             return None  # the first ranking waits for the pilots
         # 2. the full runs
-        full = self._full_candidate_runs()
+        full = self.book.finished(CANDIDATE_ROLES)
         if full >= self.top_k:
             return self._finish_or_wait(f"top_k={self.top_k} candidates ran in full")
-        if full + self._running_candidates() >= self.top_k:
+        if full + self.book.running(CANDIDATE_ROLES) >= self.top_k:
             return None
         ranking = self.ranking()
         if ranking is None:
-            if self._has_running():
+            if self.book.running():
                 return None
             text = self._fallback_candidate()
             if text is None:
                 return self._finish_or_wait("every candidate was tried")
-            self.note(f"no fit is available ({self.book.fit_error}); suggesting the next "
-                       f"untried candidate in fallback order: {text}")
+            self.note(
+                f"no fit is available ({self.book.fit_error}); suggesting the next "
+                f"untried candidate in fallback order: {text}"
+            )
             return self._issue(trial_id, text, "fallback")
         open_ = self.open_candidates(ranking)
         if not open_:
-            reason = ("every candidate was tried" if self._untried_count() == 0 else
-                      "no remaining candidate can beat the best beyond the law's uncertainty")
+            reason = (
+                "every candidate was tried"
+                if self._untried_count() == 0
+                else "no remaining candidate can beat the best beyond the law's uncertainty"
+            )
             return self._finish_or_wait(reason)
         pick = open_[0]
         if self.diversify:
@@ -175,7 +180,6 @@ class SearchPolicy:
         config = self._issue(trial_id, str(pick.schedule), "candidate")
         self.book.records[trial_id].predicted = (pick.predicted, pick.low, pick.high)
         return config
-
 
     def on_result(self, trial_id: str, result: Mapping[str, Any]) -> None:
         """A trial reported ``result``."""
@@ -189,9 +193,10 @@ class SearchPolicy:
         status = rec.status
         if rec.role == "pilot" and status == STOPPED and self._pilot_stop(rec.schedule) is not None:
             rec.note = f"partial pilot, ran to step {rec.steps[-1] if rec.steps else None}"
-        self.note(f"trial {trial_id} {status}: {rec.schedule}"
-                   + (f" (final {self.book.metric} {rec.final_loss:.5g})" if rec.final_loss else ""))
-
+        self.note(
+            f"trial {trial_id} {status}: {rec.schedule}"
+            + (f" (final {self.book.metric} {rec.final_loss:.5g})" if rec.final_loss else "")
+        )
 
     def get_state(self) -> dict[str, Any]:
         """The search so far, JSON-ready (:meth:`set_state` reads it back)."""
@@ -242,7 +247,8 @@ class SearchPolicy:
         own = self.book.fit()
         if own is not None:
             self._fit_used = "fitted on the reported curves" + (
-                f" with prior {self._prior_source}" if self._prior is not None else "")
+                f" with prior {self._prior_source}" if self._prior is not None else ""
+            )
             return own
         if self._prior is not None:
             self._fit_used = f"prior fit ({self._prior_source})"
@@ -257,9 +263,14 @@ class SearchPolicy:
         fit = self.current_fit()
         if fit is None:
             return None
-        failed = frozenset(r.schedule for r in self.book.records.values()
-                           if r.status in ("error", "diverged"))
-        if self._ranking is not None and self._ranking_fit is fit and self._ranking_failed == failed:
+        failed = frozenset(
+            r.schedule for r in self.book.records.values() if r.status in ("error", "diverged")
+        )
+        if (
+            self._ranking is not None
+            and self._ranking_fit is fit
+            and self._ranking_failed == failed
+        ):
             return self._ranking
         viable = [c for c, t in zip(self._candidates, self._texts) if t not in failed]
         if not viable:
@@ -281,13 +292,17 @@ class SearchPolicy:
         ranking = ranking or self.ranking()
         if ranking is None:
             return []
-        tried = self._tried()
+        tried = self.book.tried()
         best = self.book.best_finished()
         open_ = {str(ranking.best.schedule)} | {
-            str(r.schedule) for r in ranking.contenders(-self.margin)}
+            str(r.schedule) for r in ranking.contenders(-self.margin)
+        }
         floor = best[1] * (1 - self.margin) if best is not None else math.inf
-        found = [r for r in ranking if str(r.schedule) in open_ and str(r.schedule) not in tried
-                 and r.low < floor]
+        found = [
+            r
+            for r in ranking
+            if str(r.schedule) in open_ and str(r.schedule) not in tried and r.low < floor
+        ]
         if not found and best is None:  # nothing finished to beat yet: go down the ranking
             found = [r for r in ranking if str(r.schedule) not in tried]
         return found
@@ -304,18 +319,31 @@ class SearchPolicy:
         row = None
         if found is not None:
             best, smoothed = found
-            out = {"schedule": Schedule.parse(best.schedule), "text": best.schedule,
-                   "source": "finished run", "final_loss": smoothed,
-                   "last_loss": best.final_loss, "trial_id": best.trial_id}
+            out = {
+                "schedule": Schedule.parse(best.schedule),
+                "text": best.schedule,
+                "source": "finished run",
+                "final_loss": smoothed,
+                "last_loss": best.final_loss,
+                "trial_id": best.trial_id,
+            }
             if ranking is not None:
                 row = next((r for r in ranking if str(r.schedule) == best.schedule), None)
         elif ranking is not None:
             row = ranking.best
-            out = {"schedule": row.schedule, "text": str(row.schedule), "source": "law prediction",
-                   "final_loss": None, "last_loss": None, "trial_id": None}
+            out = {
+                "schedule": row.schedule,
+                "text": str(row.schedule),
+                "source": "law prediction",
+                "final_loss": None,
+                "last_loss": None,
+                "trial_id": None,
+            }
         else:
-            raise RuntimeError("no recommendation yet: no trial has finished and no fit exists"
-                               + (f" ({self.book.fit_error})" if self.book.fit_error else ""))
+            raise RuntimeError(
+                "no recommendation yet: no trial has finished and no fit exists"
+                + (f" ({self.book.fit_error})" if self.book.fit_error else "")
+            )
         if row is not None:
             out.update(predicted=row.predicted, low=row.low, high=row.high, rank=row.rank)
         return out
@@ -346,12 +374,7 @@ class SearchPolicy:
 
     def trials(self) -> list[dict[str, Any]]:
         """Every trial the searcher started: id, schedule, role, status, steps run, final loss."""
-        return [
-            {"trial_id": r.trial_id, "schedule": r.schedule, "role": r.role, "status": r.status,
-             "steps_run": r.steps_run, "total_steps": r.total_steps, "final_loss": r.final_loss,
-             "note": r.note, "predicted": None if r.predicted is None else list(r.predicted)}
-            for r in self.book.records.values()
-        ]
+        return [r.summary() for r in self.book.records.values()]
 
     def curves(self) -> list:
         """The reported curves as :class:`~hf_lrlaw.LossCurve` (prior curves first)."""
@@ -360,7 +383,7 @@ class SearchPolicy:
     @property
     def compute_steps(self) -> int:
         """Optimizer steps the trials ran in total (as far as they reported)."""
-        return sum(r.steps_run for r in self.book.records.values())
+        return self.book.compute_steps
 
     def summary(self) -> str:
         """A few lines: the space, the fit, every trial, why the search finished."""
@@ -370,8 +393,10 @@ class SearchPolicy:
             lines.append(f"fit: {self._fit_used}; " + fit.summary().splitlines()[0])
         for t in self.trials():
             final = f"{t['final_loss']:.5g}" if t["final_loss"] is not None else "-"
-            lines.append(f"  {t['trial_id']} {t['role']:>9} {t['status']:>8} "
-                         f"{t['steps_run']:>7}/{t['total_steps']} final {final}  {t['schedule']}")
+            lines.append(
+                f"  {t['trial_id']} {t['role']:>9} {t['status']:>8} "
+                f"{t['steps_run']:>7}/{t['total_steps']} final {final}  {t['schedule']}"
+            )
         if self._finished:
             lines.append(f"finished: {self._finished}")
         return "\n".join(lines)
@@ -401,36 +426,24 @@ class SearchPolicy:
         return None if stop >= total - 1 else stop
 
     def _finish_or_wait(self, reason: str) -> str | None:
-        if self._has_running():
+        if self.book.running():
             return None
         self._finished = reason
         self.note(f"finished: {reason}")
         return FINISHED
 
-    def _has_running(self, role: str | None = None) -> bool:
-        return any(r.running and (role is None or r.role == role)
-                   for r in self.book.records.values())
-
-    def _running_candidates(self) -> int:
-        return sum(1 for r in self.book.records.values()
-                   if r.role in ("candidate", "fallback") and r.running)
-
     def _families_run(self) -> set:
-        return {family(Schedule.parse(r.schedule)) for r in self.book.records.values()
-                if r.role != "pilot" or r.status == TRIAL_FINISHED}
-
-    def _full_candidate_runs(self) -> int:
-        return sum(1 for r in self.book.records.values()
-                   if r.role in ("candidate", "fallback") and r.status == TRIAL_FINISHED)
-
-    def _tried(self) -> set[str]:
-        return {r.schedule for r in self.book.records.values()}
+        return {
+            family(Schedule.parse(r.schedule))
+            for r in self.book.records.values()
+            if r.role != "pilot" or r.status == TRIAL_FINISHED
+        }
 
     def _untried_count(self) -> int:
-        return len(set(self._texts) - self._tried())
+        return len(set(self._texts) - self.book.tried())
 
     def _fallback_candidate(self) -> str | None:
-        tried = self._tried()
+        tried = self.book.tried()
         order = self._texts
         if self._prior is not None:
             mean = self._prior.predict_final(self._candidates)[0]
@@ -441,6 +454,24 @@ class SearchPolicy:
         """Add a decision to the log."""
         self._log.append(text)
         logger.info("LRLaw search: %s", text)
+
+
+def _check(
+    top_k: int, level: float, pilot_steps: float | int | None, fit_kwargs: Mapping[str, Any]
+) -> None:
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if pilot_steps is not None and (
+        (isinstance(pilot_steps, float) and not 0 < pilot_steps <= 1)
+        or (isinstance(pilot_steps, int) and pilot_steps < 1)
+    ):
+        raise ValueError(
+            f"pilot_steps must be a fraction in (0, 1] or a step count >= 1, got {pilot_steps!r}"
+        )
+    if "law" in fit_kwargs or "law_options" in fit_kwargs:
+        raise ValueError("give law= and law_options= to LRLawSearcher, not in fit_kwargs")
 
 
 def candidates_of(
@@ -462,14 +493,20 @@ def candidates_of(
             candidates = [c for c in candidates if c.total_steps <= max_steps]
             logger.warning(
                 "LRLaw search: dropped %d candidate(s) with total_steps > max_steps=%d (the "
-                "most a trial can run), e.g. %s", len(longer), max_steps, longer[0])
+                "most a trial can run), e.g. %s",
+                len(longer),
+                max_steps,
+                longer[0],
+            )
         default_pilots = lambda: _default_pilots(candidates)  # noqa: E731
     candidates = list(dict.fromkeys(candidates))
     if not candidates:
         detail = ""
         if isinstance(space, ScheduleSpace) and space.skipped:
-            detail = (f"; all {len(space.skipped)} combinations were invalid, e.g. "
-                      f"{space.skipped[0][0]}: {space.skipped[0][1]}")
+            detail = (
+                f"; all {len(space.skipped)} combinations were invalid, e.g. "
+                f"{space.skipped[0][0]}: {space.skipped[0][1]}"
+            )
         if max_steps is not None:
             detail += f" with total_steps <= max_steps={max_steps}"
         raise ValueError(f"the schedule space holds no candidates{detail}")
@@ -491,8 +528,9 @@ def load_prior_fit(
     except (CurveError, ValueError, KeyError, TypeError, OSError):
         curves = []
     try:
-        if isinstance(data, dict) and (data.get("schema") == FIT_SCHEMA
-                                       or isinstance(data.get("fit"), dict)):
+        if isinstance(data, dict) and (
+            data.get("schema") == FIT_SCHEMA or isinstance(data.get("fit"), dict)
+        ):
             found = Fit.from_dict(fit_data(data, path))
         elif curves:
             with numpy_blas_single_thread():
@@ -512,5 +550,7 @@ def _default_pilots(candidates: Sequence[Schedule]) -> list[Schedule]:
     peak, warm = max(counts, key=lambda k: counts[k])
     total = max(s.total_steps for s in candidates)
     warm = min(warm, total - 1)
-    return [Schedule.constant(peak, total, warmup_steps=warm),
-            Schedule.cosine(peak, total, warmup_steps=warm)]
+    return [
+        Schedule.constant(peak, total, warmup_steps=warm),
+        Schedule.cosine(peak, total, warmup_steps=warm),
+    ]

@@ -24,6 +24,7 @@ from hf_lrlaw.schedules import Schedule, ScheduleError
 from hf_lrlaw.threads import numpy_blas_single_thread
 
 __all__ = [
+    "CANDIDATE_ROLES",
     "DIVERGED",
     "ERROR",
     "FINISHED",
@@ -40,6 +41,7 @@ logger = logging.getLogger("tune_search")
 
 # statuses of a trial record
 RUNNING, FINISHED, STOPPED, ERROR, DIVERGED = "running", "finished", "stopped", "error", "diverged"
+CANDIDATE_ROLES = ("candidate", "fallback")  # the roles of full runs the law chose
 
 
 @dataclass
@@ -75,20 +77,79 @@ class TrialRecord:
             return self.losses[-1]
         return None
 
+    def add_point(self, step: int, loss: float, window: int) -> bool:
+        """Record a reported point; False when it is one seen already. A step at or before the
+        last one means the trial restarted (a retry, a resumed experiment): its later points go."""
+        self.steps_run = max(self.steps_run, step + 1)
+        if self.steps and step == self.steps[-1]:
+            if self.losses[-1] == loss or (math.isnan(loss) and math.isnan(self.losses[-1])):
+                return False  # the same result seen twice (scheduler then searcher)
+            self.losses[-1], self.windows[-1] = loss, window
+            return True
+        if self.steps and step < self.steps[-1]:
+            keep = [i for i, s in enumerate(self.steps) if s < step]
+            self.steps = [self.steps[i] for i in keep]
+            self.losses = [self.losses[i] for i in keep]
+            self.windows = [self.windows[i] for i in keep]
+            self.restarts += 1
+            if self.status == DIVERGED:
+                self.status = RUNNING
+        self.steps.append(step)
+        self.losses.append(loss)
+        self.windows.append(window)
+        return True
+
+    def summary(self) -> dict[str, Any]:
+        """What a report shows of the trial: id, schedule, role, status, steps, final loss."""
+        return {
+            "trial_id": self.trial_id,
+            "schedule": self.schedule,
+            "role": self.role,
+            "status": self.status,
+            "steps_run": self.steps_run,
+            "total_steps": self.total_steps,
+            "final_loss": self.final_loss,
+            "note": self.note,
+            "predicted": None if self.predicted is None else list(self.predicted),
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "trial_id": self.trial_id, "schedule": self.schedule, "role": self.role,
-            "steps": list(self.steps), "losses": list(self.losses), "windows": list(self.windows),
-            "status": self.status, "note": self.note, "steps_run": self.steps_run,
-            "restarts": self.restarts, "completed": self.completed,
+            "trial_id": self.trial_id,
+            "schedule": self.schedule,
+            "role": self.role,
+            "steps": list(self.steps),
+            "losses": list(self.losses),
+            "windows": list(self.windows),
+            "status": self.status,
+            "note": self.note,
+            "steps_run": self.steps_run,
+            "restarts": self.restarts,
+            "completed": self.completed,
             "predicted": None if self.predicted is None else list(self.predicted),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrialRecord:
-        rec = cls(**{k: d[k] for k in (
-            "trial_id", "schedule", "role", "steps", "losses", "windows", "status", "note",
-            "steps_run", "restarts", "completed") if k in d})
+        rec = cls(
+            **{
+                k: d[k]
+                for k in (
+                    "trial_id",
+                    "schedule",
+                    "role",
+                    "steps",
+                    "losses",
+                    "windows",
+                    "status",
+                    "note",
+                    "steps_run",
+                    "restarts",
+                    "completed",
+                )
+                if k in d
+            }
+        )
         if d.get("predicted") is not None:
             rec.predicted = tuple(float(v) for v in d["predicted"])
         return rec
@@ -129,8 +190,12 @@ class CurveBook:
     """
 
     def __init__(
-        self, metric: str | None, law: str = "momentum", law_options: Mapping[str, Any] | None = None,
-        refit_fraction: float = 0.1, fit_kwargs: Mapping[str, Any] | None = None,
+        self,
+        metric: str | None,
+        law: str = "momentum",
+        law_options: Mapping[str, Any] | None = None,
+        refit_fraction: float = 0.1,
+        fit_kwargs: Mapping[str, Any] | None = None,
         default_prior_until_annealed: bool = False,
     ) -> None:
         self.default_prior_until_annealed = default_prior_until_annealed
@@ -183,70 +248,85 @@ class CurveBook:
             return False
         if self.metric not in result:
             shown = sorted(k for k in result if not k.startswith(("time_", "config")))[:12]
-            self.warn(trial_id, f"a report has no {self.metric!r} (it has {shown}); it is ignored. "
-                      f"Report tune.report({{'step': s, {self.metric!r}: loss}})", "no-metric")
+            self.warn(
+                trial_id,
+                f"a report has no {self.metric!r} (it has {shown}); it is ignored. "
+                f"Report tune.report({{'step': s, {self.metric!r}: loss}})",
+                "no-metric",
+            )
             return False
         if "step" not in result:
-            self.warn(trial_id, "a report has no 'step' (the 0-based optimizer step whose loss "
-                      "it is; for an eval loss at Trainer global_step g, step = g - 1); it is "
-                      "ignored", "no-step")
+            self.warn(
+                trial_id,
+                "a report has no 'step' (the 0-based optimizer step whose loss "
+                "it is; for an eval loss at Trainer global_step g, step = g - 1); it is "
+                "ignored",
+                "no-step",
+            )
             return False
         step, value = result["step"], result[self.metric]
-        if isinstance(step, bool) or not isinstance(step, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(float(step)) or float(step) != int(step):
-            self.warn(trial_id, f"'step' must be a whole number, got {step!r}; report ignored",
-                      "bad-step")
+        if (
+            isinstance(step, bool)
+            or not isinstance(step, (int, float, np.integer, np.floating))
+            or not math.isfinite(float(step))
+            or float(step) != int(step)
+        ):
+            self.warn(
+                trial_id, f"'step' must be a whole number, got {step!r}; report ignored", "bad-step"
+            )
             return False
         step = int(step)
         total = rec.total_steps
         if step < 0 or step >= total:
-            self.warn(trial_id, f"step {step} is outside the schedule's steps 0..{total - 1} "
-                      f"(total_steps={total} in {rec.schedule}); does the trial run the suggested "
-                      "schedule? report ignored", "step-range")
+            self.warn(
+                trial_id,
+                f"step {step} is outside the schedule's steps 0..{total - 1} "
+                f"(total_steps={total} in {rec.schedule}); does the trial run the suggested "
+                "schedule? report ignored",
+                "step-range",
+            )
             return False
         try:
             loss = float(value)
         except (TypeError, ValueError):
-            self.warn(trial_id, f"{self.metric!r} must be a number, got {value!r}; report ignored",
-                      "bad-metric")
+            self.warn(
+                trial_id,
+                f"{self.metric!r} must be a number, got {value!r}; report ignored",
+                "bad-metric",
+            )
             return False
         window = result.get("window", 1)
-        if not isinstance(window, (int, np.integer)) or isinstance(window, bool) or window < 1 \
-                or step - int(window) + 1 < 0:
-            self.warn(trial_id, f"'window' must be a whole number of steps >= 1 ending at the "
-                      f"step, got {window!r}; using 1", "bad-window")
+        if (
+            not isinstance(window, (int, np.integer))
+            or isinstance(window, bool)
+            or window < 1
+            or step - int(window) + 1 < 0
+        ):
+            self.warn(
+                trial_id,
+                f"'window' must be a whole number of steps >= 1 ending at the "
+                f"step, got {window!r}; using 1",
+                "bad-window",
+            )
             window = 1
-        rec.steps_run = max(rec.steps_run, step + 1)
-        if rec.steps and step <= rec.steps[-1]:
-            if step == rec.steps[-1]:
-                if rec.losses[-1] == loss or (math.isnan(loss) and math.isnan(rec.losses[-1])):
-                    return False  # the same result seen twice (scheduler then searcher)
-                rec.losses[-1], rec.windows[-1] = loss, int(window)
-            else:  # the trial restarted (a retry, or a resumed experiment)
-                keep = [i for i, s in enumerate(rec.steps) if s < step]
-                rec.steps = [rec.steps[i] for i in keep]
-                rec.losses = [rec.losses[i] for i in keep]
-                rec.windows = [rec.windows[i] for i in keep]
-                rec.restarts += 1
-                rec.steps.append(step)
-                rec.losses.append(loss)
-                rec.windows.append(int(window))
-                if rec.status == DIVERGED:
-                    rec.status = RUNNING
-        else:
-            rec.steps.append(step)
-            rec.losses.append(loss)
-            rec.windows.append(int(window))
+        if not rec.add_point(step, loss, int(window)):
+            return False
         if not (math.isfinite(loss) and loss > 0):
             if rec.status == RUNNING:
                 rec.status = DIVERGED
-            self.warn(trial_id, f"reported {self.metric}={loss!r} at step {step}: the run "
-                      "diverged or logged a bad value; its finite points stay in the fit and it "
-                      "is never recommended", "nonfinite")
+            self.warn(
+                trial_id,
+                f"reported {self.metric}={loss!r} at step {step}: the run "
+                "diverged or logged a bad value; its finite points stay in the fit and it "
+                "is never recommended",
+                "nonfinite",
+            )
         self.version += 1
         return True
 
-    def complete(self, trial_id: str, result: Mapping[str, Any] | None, error: bool) -> TrialRecord | None:
+    def complete(
+        self, trial_id: str, result: Mapping[str, Any] | None, error: bool
+    ) -> TrialRecord | None:
         rec = self.records.get(trial_id)
         if rec is None:
             return None
@@ -257,9 +337,15 @@ class CurveBook:
         rec.completed = True
         if error:
             rec.status = ERROR
-            rec.note = rec.note or "the trial raised an error (see its error file in the Tune results)"
-            self.warn(trial_id, f"{rec.schedule}: the trial errored after {rec.steps_run} steps; "
-                      "its reported points stay in the fit, the search goes on", "error")
+            rec.note = (
+                rec.note or "the trial raised an error (see its error file in the Tune results)"
+            )
+            self.warn(
+                trial_id,
+                f"{rec.schedule}: the trial errored after {rec.steps_run} steps; "
+                "its reported points stay in the fit, the search goes on",
+                "error",
+            )
         elif rec.status == DIVERGED:
             pass
         elif rec.final_loss is not None:
@@ -268,11 +354,30 @@ class CurveBook:
             rec.status = STOPPED
             last = rec.steps[-1] if rec.steps else None
             if rec.role != "pilot" or not rec.note:
-                rec.note = (f"ended at step {last} of the schedule's {rec.total_steps} steps "
-                            "(stopped early, or the trial cannot run the whole schedule)")
+                rec.note = (
+                    f"ended at step {last} of the schedule's {rec.total_steps} steps "
+                    "(stopped early, or the trial cannot run the whole schedule)"
+                )
         self._completions += 1
         self.version += 1
         return rec
+
+    def running(self, roles: tuple[str, ...] | None = None) -> int:
+        """Trials still running (of the given roles)."""
+        return sum(r.running and (roles is None or r.role in roles) for r in self.records.values())
+
+    def finished(self, roles: tuple[str, ...]) -> int:
+        """Trials of the given roles that reached their schedule's last step."""
+        return sum(r.role in roles and r.status == FINISHED for r in self.records.values())
+
+    def tried(self) -> set[str]:
+        """The schedule texts of every trial started."""
+        return {r.schedule for r in self.records.values()}
+
+    @property
+    def compute_steps(self) -> int:
+        """Optimizer steps the trials ran in total (as far as they reported)."""
+        return sum(r.steps_run for r in self.records.values())
 
     # -- curves and the fit -------------------------------------------------------------------
     def curve(self, rec: TrialRecord) -> LossCurve | None:
@@ -288,7 +393,10 @@ class CurveBook:
         if not ok.any():
             return None
         return LossCurve(
-            lrs=lrs, steps=steps[ok], losses=losses[ok], name=f"{rec.role}:{rec.trial_id}",
+            lrs=lrs,
+            steps=steps[ok],
+            losses=losses[ok],
+            name=f"{rec.role}:{rec.trial_id}",
             windows=windows[ok] if np.any(windows[ok] > 1) else None,
             meta={"schedule": rec.schedule, "trial_id": rec.trial_id, "status": rec.status},
         )
@@ -309,7 +417,8 @@ class CurveBook:
     @property
     def n_points(self) -> int:
         return sum(len(c) for c in self.prior_curves) + sum(
-            sum(1 for v in r.losses if math.isfinite(v) and v > 0) for r in self.records.values())
+            sum(1 for v in r.losses if math.isfinite(v) and v > 0) for r in self.records.values()
+        )
 
     def annealed_run_finished(self) -> bool:
         """Whether a trial whose LR decays to half its peak or less has reported its final loss."""
@@ -328,21 +437,29 @@ class CurveBook:
         n = self.n_points
         fresh = n - self._fit_points
         due = (
-            force or self._fit is None or self._completions != self._fit_completions
+            force
+            or self._fit is None
+            or self._completions != self._fit_completions
             or fresh >= max(3, self.refit_fraction * self._fit_points)
         )
         if not due:
             return self._fit
         curves = self.curves()
         self._fit_version, self._fit_points, self._fit_completions = (
-            self.version, n, self._completions)
+            self.version,
+            n,
+            self._completions,
+        )
         if not curves:
             self.fit_error = "no trial has reported a loss yet"
             return self._fit
         try:
             kwargs = dict(self.fit_kwargs)
-            if (self.default_prior_until_annealed and kwargs.get("prior") == "default"
-                    and self.annealed_run_finished()):
+            if (
+                self.default_prior_until_annealed
+                and kwargs.get("prior") == "default"
+                and self.annealed_run_finished()
+            ):
                 kwargs["prior"] = None
             if not isinstance(kwargs.get("prior"), Fit):  # a Fit prior brings law and options
                 kwargs.update(law=self.law, law_options=self.law_options or None)
@@ -375,7 +492,12 @@ class CurveBook:
         lrs = schedule_of(rec.schedule).lrs()
         total = len(lrs)
         # the points of the last 10% of the run (at most 8): the law only bridges short gaps
-        ok = np.isfinite(losses) & (losses > 0) & (steps >= 0.9 * total) & (np.cumsum(lrs)[steps] > 0)
+        ok = (
+            np.isfinite(losses)
+            & (losses > 0)
+            & (steps >= 0.9 * total)
+            & (np.cumsum(lrs)[steps] > 0)
+        )
         steps, losses = steps[ok][-8:], losses[ok][-8:]
         value = final
         if len(steps) >= 2:

@@ -24,11 +24,18 @@ def hf_form(schedule: Schedule) -> dict[str, Any]:
     try:
         name, kwargs = schedule.to_hf()
     except ScheduleError as exc:
-        return {"exact": False, "reason": str(exc),
-                "use": "Schedule.parse(text).to_torch(optimizer), or "
-                       "tune_search.trainable.ScheduleTrainer(schedule=text)"}
-    return {"exact": True, "lr_scheduler_type": name, "lr_scheduler_kwargs": kwargs,
-            "training_args": schedule.to_training_args()}
+        return {
+            "exact": False,
+            "reason": str(exc),
+            "use": "Schedule.parse(text).to_torch(optimizer), or "
+            "tune_search.trainable.ScheduleTrainer(schedule=text)",
+        }
+    return {
+        "exact": True,
+        "lr_scheduler_type": name,
+        "lr_scheduler_kwargs": kwargs,
+        "training_args": schedule.to_training_args(),
+    }
 
 
 def recommended_dict(searcher: LRLawSearcher) -> dict[str, Any]:
@@ -59,8 +66,9 @@ def _fmt(x: Any, spec: str = ".5g") -> str:
     return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
 
 
-def write_report(searcher: LRLawSearcher, output_dir: str | Path, *, top: int = 10,
-                 figure: bool = True) -> dict[str, Path]:
+def write_report(
+    searcher: LRLawSearcher, output_dir: str | Path, *, top: int = 10, figure: bool = True
+) -> dict[str, Path]:
     """Write ``report.md``, ``report.png``, ``recommended.json``, ``ranking.csv``, ``fit.json``
     and ``trials.json`` into ``output_dir``; returns their paths by name."""
     out = Path(output_dir)
@@ -98,8 +106,10 @@ def write_report(searcher: LRLawSearcher, output_dir: str | Path, *, top: int = 
         "",
     ]
     if rec is None:
-        lines.append("None: no trial finished and the law could not be fitted "
-                     f"({searcher.book.fit_error or 'no data'}); see the problems below.")
+        lines.append(
+            "None: no trial finished and the law could not be fitted "
+            f"({searcher.book.fit_error or 'no data'}); see the problems below."
+        )
     else:
         lines += [f"`{rec['schedule']}`", ""]
     if rec is None:
@@ -108,45 +118,64 @@ def write_report(searcher: LRLawSearcher, output_dir: str | Path, *, top: int = 
         lines.append(
             f"From finished run {rec['trial_id']}: final {searcher.metric} "
             f"{_fmt(rec['final_loss'])} (noise-averaged; last reported {_fmt(rec['last_loss'])})"
-            + (f", law's prediction {_fmt(rec['predicted'])} [{_fmt(rec['predicted_low'])}, "
-               f"{_fmt(rec['predicted_high'])}], rank {rec['rank']} of {n_cand}."
-               if rec.get("predicted") is not None else "."))
+            + (
+                f", law's prediction {_fmt(rec['predicted'])} [{_fmt(rec['predicted_low'])}, "
+                f"{_fmt(rec['predicted_high'])}], rank {rec['rank']} of {n_cand}."
+                if rec.get("predicted") is not None
+                else "."
+            )
+        )
     else:
-        lines.append("No candidate finished a full run: this is the law's predicted best "
-                     f"({_fmt(rec['predicted'])} [{_fmt(rec['predicted_low'])}, "
-                     f"{_fmt(rec['predicted_high'])}]).")
+        lines.append(
+            "No candidate finished a full run: this is the law's predicted best "
+            f"({_fmt(rec['predicted'])} [{_fmt(rec['predicted_low'])}, "
+            f"{_fmt(rec['predicted_high'])}])."
+        )
     hf = rec["hf"] if rec is not None else None
     lines.append("")
     if hf is None:
         pass
     elif hf["exact"]:
-        lines += [f"transformers: `lr_scheduler_type={hf['lr_scheduler_type']!r}`, "
-                  f"`lr_scheduler_kwargs={hf['lr_scheduler_kwargs']!r}`, "
-                  f"`learning_rate={hf['training_args']['learning_rate']!r}`, "
-                  f"`warmup_steps={hf['training_args']['warmup_steps']!r}`, "
-                  f"`max_steps={hf['training_args']['max_steps']!r}`."]
+        lines += [
+            f"transformers: `lr_scheduler_type={hf['lr_scheduler_type']!r}`, "
+            f"`lr_scheduler_kwargs={hf['lr_scheduler_kwargs']!r}`, "
+            f"`learning_rate={hf['training_args']['learning_rate']!r}`, "
+            f"`warmup_steps={hf['training_args']['warmup_steps']!r}`, "
+            f"`max_steps={hf['training_args']['max_steps']!r}`."
+        ]
     else:
-        lines += [f"No built-in transformers scheduler is exactly this schedule; use "
-                  f"{hf['use']}."]
+        lines += [f"No built-in transformers scheduler is exactly this schedule; use {hf['use']}."]
     lines += ["", f"Search finished because: {searcher.finished_reason or 'it was stopped early'}."]
     if total:
-        lines += ["", f"Compute: {compute:,} optimizer steps = {compute / total:.2f} full runs "
-                  f"(a full grid: {n_cand} runs)."]
-    lines += ["", "## Runs", "",
-              "Predicted: the law's final-loss prediction when the run was chosen, before it ran.",
-              "",
-              f"| trial | role | status | steps | final {searcher.metric} | predicted [90%] | "
-              "schedule |",
-              "|---|---|---|---:|---:|---|---|"]
+        lines += [
+            "",
+            f"Compute: {compute:,} optimizer steps = {compute / total:.2f} full runs "
+            f"(a full grid: {n_cand} runs).",
+        ]
+    lines += [
+        "",
+        "## Runs",
+        "",
+        "Predicted: the law's final-loss prediction when the run was chosen, before it ran.",
+        "",
+        f"| trial | role | status | steps | final {searcher.metric} | predicted [90%] | schedule |",
+        "|---|---|---|---:|---:|---|---|",
+    ]
     for t in trials:
         pred = t.get("predicted")
         shown = f"{_fmt(pred[0])} [{_fmt(pred[1])}, {_fmt(pred[2])}]" if pred else "-"
-        lines.append(f"| {t['trial_id']} | {t['role']} | {t['status']} | "
-                     f"{t['steps_run']}/{t['total_steps']} | {_fmt(t['final_loss'])} | {shown} | "
-                     f"`{t['schedule']}` |")
+        lines.append(
+            f"| {t['trial_id']} | {t['role']} | {t['status']} | "
+            f"{t['steps_run']}/{t['total_steps']} | {_fmt(t['final_loss'])} | {shown} | "
+            f"`{t['schedule']}` |"
+        )
     if ranking is not None:
-        lines += ["", f"## Ranking by predicted final {searcher.metric} (top {top})", "",
-                  ranking.to_markdown(top)]
+        lines += [
+            "",
+            f"## Ranking by predicted final {searcher.metric} (top {top})",
+            "",
+            ranking.to_markdown(top),
+        ]
     if fit is not None:
         lines += ["", "## Fit", "", "```", fit.summary(), "```"]
     msgs = searcher.messages
@@ -203,8 +232,9 @@ def plot_search(searcher: LRLawSearcher, path: str | Path, top: int = 4) -> Path
             grid = _grid(s)
             mean, low, high = fit.predict_interval(s.lrs(), grid)
             ax_lr.plot(s.lrs(), "--", color=color, lw=1)
-            ax_loss.plot(grid, mean, "--", color=color, lw=1.2,
-                         label=f"predicted #{row.rank}: {_short(s)}")
+            ax_loss.plot(
+                grid, mean, "--", color=color, lw=1.2, label=f"predicted #{row.rank}: {_short(s)}"
+            )
             ax_loss.fill_between(grid, low, high, color=color, alpha=0.12)
             shown += 1
             if shown >= top:
@@ -217,10 +247,12 @@ def plot_search(searcher: LRLawSearcher, path: str | Path, top: int = 4) -> Path
     ax_lr.set_title("schedules")
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel(searcher.metric or "loss")
-    ax_loss.set_title(f"actual (points), fitted (lines), predicted (dashed); {searcher.law} law",
-                      fontsize=10)
-    losses = [v for r in searcher.book.records.values() for v in r.losses
-              if math.isfinite(v) and v > 0]
+    ax_loss.set_title(
+        f"actual (points), fitted (lines), predicted (dashed); {searcher.law} law", fontsize=10
+    )
+    losses = [
+        v for r in searcher.book.records.values() for v in r.losses if math.isfinite(v) and v > 0
+    ]
     if losses:
         lo, hi = np.percentile(losses, [0, 90])
         ax_loss.set_ylim(lo - 0.05 * (hi - lo), hi + 0.1 * (hi - lo))
@@ -236,8 +268,15 @@ def _plot_ranking(ax: Any, ranking: Any, made: list[tuple[str, float, str]], met
     """Predicted final loss of every candidate by rank, with its interval; runs made on top."""
     ranks = np.array([r.rank for r in ranking])
     pred = np.array([r.predicted for r in ranking])
-    ax.fill_between(ranks, [r.low for r in ranking], [r.high for r in ranking], color="0.6",
-                    alpha=0.3, lw=0, label="90% interval")
+    ax.fill_between(
+        ranks,
+        [r.low for r in ranking],
+        [r.high for r in ranking],
+        color="0.6",
+        alpha=0.3,
+        lw=0,
+        label="90% interval",
+    )
     ax.plot(ranks, pred, "-", color="0.2", lw=1.2, label="predicted final loss")
     where = {str(r.schedule): r.rank for r in ranking}
     for text, final, color in made:
@@ -259,6 +298,6 @@ def _grid(s: Schedule) -> np.ndarray:
 
 def _short(s: Schedule) -> str:
     text = str(s)
-    inner = text[text.index("(") + 1:-1].split(", ")
+    inner = text[text.index("(") + 1 : -1].split(", ")
     keep = [p for p in inner if not p.startswith(("peak_lr=", "total_steps=", "warmup_steps="))]
     return f"{s.kind}({', '.join(keep)})"

@@ -140,10 +140,22 @@ class LRLawSearcher(Searcher):
             raise ValueError(f"LRLawSearcher minimises a loss: mode must be 'min', got {mode!r}")
         super().__init__(metric=metric, mode=mode)
         self.policy = SearchPolicy(
-            space, metric, law, pilots, top_k, prior_fit, law_options=law_options,
-            pilot_steps=pilot_steps, margin=margin, level=level, max_trials=max_trials,
-            diversify=diversify, max_steps=max_steps, fit_kwargs=fit_kwargs,
-            config_fn=config_fn, seed=seed,
+            space,
+            metric,
+            law,
+            pilots,
+            top_k,
+            prior_fit,
+            law_options=law_options,
+            pilot_steps=pilot_steps,
+            margin=margin,
+            level=level,
+            max_trials=max_trials,
+            diversify=diversify,
+            max_steps=max_steps,
+            fit_kwargs=fit_kwargs,
+            config_fn=config_fn,
+            seed=seed,
         )
         self._num_samples_warned = False
 
@@ -157,8 +169,9 @@ class LRLawSearcher(Searcher):
         if config and _has_unresolved_values(config):
             return False
         if mode is not None and mode != "min":
-            raise ValueError(f"LRLawSearcher minimises a loss: mode must be 'min', got "
-                             f"TuneConfig(mode={mode!r})")
+            raise ValueError(
+                f"LRLawSearcher minimises a loss: mode must be 'min', got TuneConfig(mode={mode!r})"
+            )
         if metric and self._metric and metric != self._metric:
             return False
         if metric:
@@ -166,16 +179,20 @@ class LRLawSearcher(Searcher):
             self.book.metric = metric
         self._mode = "min"
         if isinstance(config, Mapping) and "schedule" in config:
-            self.policy.note("param_space has a 'schedule' key: each trial's suggested schedule "
-                              "replaces it")
+            self.policy.note(
+                "param_space has a 'schedule' key: each trial's suggested schedule replaces it"
+            )
         samples = spec.get("num_samples")
         needed = len(self.policy.pilots) + self.policy.top_k
         if isinstance(samples, int) and 0 < samples < needed and not self._num_samples_warned:
             self._num_samples_warned = True
-            self.book.warn(None, f"num_samples={samples} lets Tune start only {samples} "
-                           f"trial(s); this search wants {len(self.policy.pilots)} pilot(s) + "
-                           f"top_k={self.policy.top_k} full runs. Set num_samples=-1: the "
-                           "searcher finishes by itself")
+            self.book.warn(
+                None,
+                f"num_samples={samples} lets Tune start only {samples} "
+                f"trial(s); this search wants {len(self.policy.pilots)} pilot(s) + "
+                f"top_k={self.policy.top_k} full runs. Set num_samples=-1: the "
+                "searcher finishes by itself",
+            )
         return True
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
@@ -200,8 +217,14 @@ class LRLawSearcher(Searcher):
     ) -> None:
         self.policy.on_complete(trial_id, result, error)
 
-    def add_evaluated_point(self, parameters: dict, value: float, error: bool = False,
-                            pruned: bool = False, intermediate_values: list[float] | None = None):
+    def add_evaluated_point(
+        self,
+        parameters: dict,
+        value: float,
+        error: bool = False,
+        pruned: bool = False,
+        intermediate_values: list[float] | None = None,
+    ):
         raise NotImplementedError(
             "LRLawSearcher needs whole curves, not single values: give earlier runs as "
             "prior_fit= (a saved Fit or the callback's record.json)"
@@ -217,7 +240,9 @@ class LRLawSearcher(Searcher):
         try:
             state = json.loads(Path(checkpoint_path).read_text())
         except (OSError, ValueError) as exc:
-            raise ValueError(f"{checkpoint_path}: not a saved LRLawSearcher state ({exc})") from None
+            raise ValueError(
+                f"{checkpoint_path}: not a saved LRLawSearcher state ({exc})"
+            ) from None
         self.set_state(state)
 
     def get_state(self) -> dict[str, Any]:

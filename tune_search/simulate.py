@@ -34,18 +34,39 @@ __all__ = ["PRESETS", "PRESET_OPTIONS", "SimulatedWorld"]
 # fit(..., "multipower") and fit(..., "momentum")): 24,000 steps, peak LR 3e-4, warmup 2,160.
 PRESETS: dict[str, dict[str, dict[str, float]]] = {
     "25M": {
-        "multipower": {"L0": 3.15470, "A": 0.517788, "alpha": 0.507792, "B": 4878.59,
-                       "C": 1.47561, "beta": 0.0105036, "gamma": 0.901050},
+        "multipower": {
+            "L0": 3.15470,
+            "A": 0.517788,
+            "alpha": 0.507792,
+            "B": 4878.59,
+            "C": 1.47561,
+            "beta": 0.0105036,
+            "gamma": 0.901050,
+        },
         "momentum": {"L0": 3.24667, "A": 0.542676, "alpha": 0.825560, "C": 0.391676},
     },
     "100M": {
-        "multipower": {"L0": 2.78263, "A": 0.599602, "alpha": 0.448637, "B": 638.908,
-                       "C": 0.00209659, "beta": 0.242483, "gamma": 1.35375},
+        "multipower": {
+            "L0": 2.78263,
+            "A": 0.599602,
+            "alpha": 0.448637,
+            "B": 638.908,
+            "C": 0.00209659,
+            "beta": 0.242483,
+            "gamma": 1.35375,
+        },
         "momentum": {"L0": 2.91219, "A": 0.588591, "alpha": 0.771724, "C": 0.467781},
     },
     "400M": {
-        "multipower": {"L0": 2.51973, "A": 0.659136, "alpha": 0.415823, "B": 770.286,
-                       "C": 0.525989, "beta": 0.273064, "gamma": 0.650480},
+        "multipower": {
+            "L0": 2.51973,
+            "A": 0.659136,
+            "alpha": 0.415823,
+            "B": 770.286,
+            "C": 0.525989,
+            "beta": 0.273064,
+            "gamma": 0.650480,
+        },
         "momentum": {"L0": 2.67008, "A": 0.630081, "alpha": 0.727616, "C": 0.556025},
     },
 }
@@ -170,8 +191,12 @@ class SimulatedWorld:
 
     # -- a Ray Tune trainable ------------------------------------------------------------------
     def trainable(
-        self, metric: str = "loss", sleep: float = 0.0, fail_schedules: Sequence[str] = (),
-        nan_schedules: Sequence[str] = (), max_steps: int | None = None,
+        self,
+        metric: str = "loss",
+        sleep: float = 0.0,
+        fail_schedules: Sequence[str] = (),
+        nan_schedules: Sequence[str] = (),
+        max_steps: int | None = None,
         start_log: str | None = None,
     ) -> Callable[[dict[str, Any]], None]:
         """A function trainable for ``tune.Tuner``: reports ``{"step", metric}`` at every

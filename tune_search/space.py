@@ -84,8 +84,18 @@ DEFAULT_KINDS: dict[str, dict[str, Any]] = {
         "final_ratio": [0.0, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5],
     },
     "multistep": {
-        "milestones": [[0.5], [0.7], [0.8], [0.9], [0.5, 0.75], [0.6, 0.8], [0.7, 0.9],
-                       [0.8, 0.9], [0.8, 0.95], [0.5, 0.75, 0.9]],
+        "milestones": [
+            [0.5],
+            [0.7],
+            [0.8],
+            [0.9],
+            [0.5, 0.75],
+            [0.6, 0.8],
+            [0.7, 0.9],
+            [0.8, 0.9],
+            [0.8, 0.95],
+            [0.5, 0.75, 0.9],
+        ],
         "factor": [0.1, 0.2, 0.316, 0.5],
     },
 }
@@ -95,12 +105,16 @@ def _grid(name: str, value: Any) -> list[Any]:
     """The values a parameter takes: one value, or a list of them."""
     if isinstance(value, Mapping):
         if "span" not in value:
-            raise SpaceError(f"{name}: a dict value must be {{'span': [low, high, n], 'log': bool}}")
+            raise SpaceError(
+                f"{name}: a dict value must be {{'span': [low, high, n], 'log': bool}}"
+            )
         low, high, n = value["span"]
         return list(span(low, high, int(n), log=bool(value.get("log", False))))
     if name in _LIST_PARAMS:
-        if isinstance(value, (list, tuple)) and value and all(
-            isinstance(v, (list, tuple)) for v in value
+        if (
+            isinstance(value, (list, tuple))
+            and value
+            and all(isinstance(v, (list, tuple)) for v in value)
         ):
             return [tuple(v) for v in value]
         if isinstance(value, (list, tuple)):
@@ -177,7 +191,9 @@ class ScheduleSpace:
         if isinstance(value, float) and 0 < value < 1:
             return round(value * total)
         if float(value) != int(value) or value < 0:
-            raise SpaceError(f"warmup_steps must be a whole number >= 0 or a fraction in (0, 1), got {value!r}")
+            raise SpaceError(
+                f"warmup_steps must be a whole number >= 0 or a fraction in (0, 1), got {value!r}"
+            )
         return int(value)
 
     def _build(self) -> tuple[Schedule, ...]:
@@ -241,8 +257,10 @@ class ScheduleSpace:
         return f"{len(self)} candidate schedules ({kinds}){skipped}"
 
     def __repr__(self) -> str:
-        return (f"ScheduleSpace(peak_lr={self.peak_lrs}, total_steps={self.total_steps}, "
-                f"warmup_steps={self.warmups}, kinds={list(self.kinds)})")
+        return (
+            f"ScheduleSpace(peak_lr={self.peak_lrs}, total_steps={self.total_steps}, "
+            f"warmup_steps={self.warmups}, kinds={list(self.kinds)})"
+        )
 
     # -- persistence -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -272,16 +290,25 @@ class ScheduleSpace:
         parameter value may also be ``{"span": [low, high, n], "log": false}``)."""
         if not isinstance(data, Mapping):
             raise SpaceError("a schedule space description must be a JSON object")
-        unknown = set(data) - {"peak_lr", "total_steps", "warmup_steps", "kinds", "warmup_shape",
-                               "extra"}
+        unknown = set(data) - {
+            "peak_lr",
+            "total_steps",
+            "warmup_steps",
+            "kinds",
+            "warmup_shape",
+            "extra",
+        }
         if unknown:
             raise SpaceError(f"unknown key(s) in the space description: {sorted(unknown)}")
         for key in ("peak_lr", "total_steps"):
             if key not in data:
                 raise SpaceError(f"the space description needs {key!r}")
         return cls(
-            data["peak_lr"], data["total_steps"], data.get("warmup_steps", 0),
-            data.get("kinds"), warmup_shape=data.get("warmup_shape", "linear"),
+            data["peak_lr"],
+            data["total_steps"],
+            data.get("warmup_steps", 0),
+            data.get("kinds"),
+            warmup_shape=data.get("warmup_shape", "linear"),
             extra=data.get("extra", ()),
         )
 

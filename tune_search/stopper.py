@@ -85,8 +85,11 @@ class LRLawStopper(FIFOScheduler):
             metric = metric or searcher.metric
         self._metric = metric
         self._mode = mode or ("min" if metric else None)
-        self._own_book = None if searcher is not None else CurveBook(
-            metric, law, law_options, fit_kwargs=fit_kwargs)
+        self._own_book = (
+            None
+            if searcher is not None
+            else CurveBook(metric, law, law_options, fit_kwargs=fit_kwargs)
+        )
         self.margin = float(margin)
         self.level = float(level)
         self.grace = float(grace)
@@ -116,12 +119,16 @@ class LRLawStopper(FIFOScheduler):
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
         if not self.metric:
-            raise ValueError("LRLawStopper has no metric: pass LRLawStopper(metric=...) or "
-                             "TuneConfig(metric=..., mode='min')")
+            raise ValueError(
+                "LRLawStopper has no metric: pass LRLawStopper(metric=...) or "
+                "TuneConfig(metric=..., mode='min')"
+            )
         if "schedule" not in trial.config:
-            raise ValueError(f"trial {trial.trial_id} has no config['schedule']: LRLawStopper "
-                             "needs each trial's schedule text (LRLawSearcher puts it there; "
-                             "with another search, use tune.grid_search over schedule texts)")
+            raise ValueError(
+                f"trial {trial.trial_id} has no config['schedule']: LRLawStopper "
+                "needs each trial's schedule text (LRLawSearcher puts it there; "
+                "with another search, use tune.grid_search over schedule texts)"
+            )
         book = self._book
         if book is not None and trial.trial_id not in book.records:
             book.add_trial(trial.trial_id, str(trial.config["schedule"]), "external")
@@ -158,9 +165,12 @@ class LRLawStopper(FIFOScheduler):
             return TrialScheduler.CONTINUE
         if optimistic > best_loss * (1 + self.margin):
             return self._decide(
-                trial, "STOP",
+                trial,
+                "STOP",
                 f"predicted final {predicted:.5g} (optimistic {optimistic:.5g}) > best finished "
-                f"{best_loss:.5g} x (1 + {self.margin})", step=step)
+                f"{best_loss:.5g} x (1 + {self.margin})",
+                step=step,
+            )
         return TrialScheduler.CONTINUE
 
     def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
@@ -212,6 +222,13 @@ class LRLawStopper(FIFOScheduler):
         return low, mean
 
     def _decide(self, trial: Trial, decision: str, why: str, step: int | None = None) -> str:
-        self.decisions.append({"trial_id": trial.trial_id, "decision": decision, "why": why,
-                               "step": step, "schedule": trial.config.get("schedule")})
+        self.decisions.append(
+            {
+                "trial_id": trial.trial_id,
+                "decision": decision,
+                "why": why,
+                "step": step,
+                "schedule": trial.config.get("schedule"),
+            }
+        )
         return TrialScheduler.STOP if decision == "STOP" else TrialScheduler.CONTINUE

@@ -48,7 +48,9 @@ class DriveResult:
     def full_runs(self) -> float:
         return self.compute / self.full_run_steps
 
-    def compute_to_within(self, world: SimulatedWorld, best_true: float, tol: float) -> float | None:
+    def compute_to_within(
+        self, world: SimulatedWorld, best_true: float, tol: float
+    ) -> float | None:
         """Compute (in full runs) at which the recommendation first was a schedule whose true
         final loss is within ``tol`` (relative) of ``best_true``; None if never."""
         for compute, text, _ in self.trajectory:
@@ -94,11 +96,17 @@ def drive(
                 scheduler.on_trial_complete(None, trial, result or {})
         text = trial.config["schedule"]
         done = not error and result is not None and result.get("step") == int(steps[-1])
-        trials.append({
-            "trial_id": tid, "schedule": text, "steps_run": trial.steps_run,
-            "full": done, "stopped": stopped, "error": error,
-            "final": result.get(metric) if result else None,
-        })
+        trials.append(
+            {
+                "trial_id": tid,
+                "schedule": text,
+                "steps_run": trial.steps_run,
+                "full": done,
+                "stopped": stopped,
+                "error": error,
+                "final": result.get(metric) if result else None,
+            }
+        )
         if done and math.isfinite(result[metric]) and (best is None or result[metric] < best[0]):
             best = (float(result[metric]), text)
         if best is not None and (not trajectory or trajectory[-1][1] != best[1]):
@@ -133,8 +141,13 @@ def drive(
             step, loss = int(steps[pos]), float(losses[pos])
             compute += step + 1 - trial.steps_run
             trial.steps_run = step + 1
-            result = {"step": step, metric: loss, "training_iteration": pos + 1,
-                      "trial_id": tid, "done": False}
+            result = {
+                "step": step,
+                metric: loss,
+                "training_iteration": pos + 1,
+                "trial_id": tid,
+                "done": False,
+            }
             trial.last_result = result
             searcher.on_trial_result(tid, result)
             action = TrialScheduler.CONTINUE

@@ -34,8 +34,13 @@ from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E4
 
 from hf_lrlaw.schedules import Schedule, ScheduleError  # noqa: E402
 
-__all__ = ["ScheduleTrainer", "TuneReportCallback", "hf_trainable", "apply_schedule",
-           "ScheduleMismatchError"]
+__all__ = [
+    "ScheduleTrainer",
+    "TuneReportCallback",
+    "hf_trainable",
+    "apply_schedule",
+    "ScheduleMismatchError",
+]
 
 logger = logging.getLogger("tune_search")
 
@@ -97,8 +102,13 @@ class ScheduleTrainer(Trainer):
     to what the Trainer reports to Tune, as :class:`~tune_search.LRLawSearcher` needs.
     """
 
-    def __init__(self, *args: Any, schedule: Schedule | str | None = None,
-                 max_steps_allowed: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        schedule: Schedule | str | None = None,
+        max_steps_allowed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.lrlaw_schedule: Schedule | None = None
         self.lrlaw_exact = True
@@ -179,8 +189,9 @@ class TuneReportCallback(TrainerCallback):
             return
         if self.metric == "loss" or not metrics or self.metric not in metrics:
             return
-        self._report({"step": state.global_step - 1, self.metric: float(metrics[self.metric])},
-                     metrics)
+        self._report(
+            {"step": state.global_step - 1, self.metric: float(metrics[self.metric])}, metrics
+        )
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero:
@@ -268,8 +279,11 @@ def hf_trainable(
     if output_root:
         trial_dir = trial_dir / (context.get_trial_id() or "trial")
     kwargs: dict[str, Any] = {
-        "report_to": "none", "save_strategy": "no", "disable_tqdm": True,
-        "logging_steps": 10, "eval_strategy": "steps" if eval_dataset is not None else "no",
+        "report_to": "none",
+        "save_strategy": "no",
+        "disable_tqdm": True,
+        "logging_steps": 10,
+        "eval_strategy": "steps" if eval_dataset is not None else "no",
     }
     kwargs.update(training_args or {})
     kwargs["output_dir"] = str(trial_dir / "hf")
@@ -284,15 +298,20 @@ def hf_trainable(
     report = TuneReportCallback(metric)
     cbs = [report, *callbacks]
     if lrlaw_callback is None:  # defaults: the trial's metric, no figure per fit
-        lrlaw_callback = {"plot": False,
-                          "metric": metric if metric == "loss" or metric.startswith("eval_")
-                          else "auto"}
+        lrlaw_callback = {
+            "plot": False,
+            "metric": metric if metric == "loss" or metric.startswith("eval_") else "auto",
+        }
     lrlaw = _lrlaw_callback(lrlaw_callback)
     if lrlaw is not None:
         cbs.append(lrlaw)
     trainer = ScheduleTrainer(
-        model_init=model_init, args=args, train_dataset=train_dataset,
-        eval_dataset=eval_dataset, data_collator=data_collator, callbacks=cbs,
+        model_init=model_init,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=data_collator,
+        callbacks=cbs,
     )
     trainer.set_schedule(schedule, config.get("lrlaw_stop_step"))
     os.makedirs(args.output_dir, exist_ok=True)

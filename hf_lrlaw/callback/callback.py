@@ -25,7 +25,6 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from hf_lrlaw.callback.broadcast import broadcast_decision
 from hf_lrlaw.callback.options import (
     check_options,
 )
@@ -38,8 +37,6 @@ from hf_lrlaw.schedules import Schedule
 __all__ = ["LRLawCallback"]
 
 logger = logging.getLogger("hf_lrlaw.callback")
-
-_JOIN_TIMEOUT_S = 600.0  # a fit never takes this long; past it a decision uses the last fit
 
 
 class LRLawCallback(TrainerCallback, ExportableState):
@@ -171,9 +168,19 @@ class LRLawCallback(TrainerCallback, ExportableState):
         prior: str | None = "default",
     ) -> None:
         texts, fit_kwargs = check_options(
-            law, metric, fit_after, fit_every, min_points, candidates, level,
-            stop_if_predicted_above, stop_confidence, output_subdir, fit_kwargs, max_fit_points,
-        )  # fmt: skip
+            law,
+            metric,
+            fit_after,
+            fit_every,
+            min_points,
+            candidates,
+            level,
+            stop_if_predicted_above,
+            stop_confidence,
+            output_subdir,
+            fit_kwargs,
+            max_fit_points,
+        )
         if prior is not None and not isinstance(prior, (str, os.PathLike)):
             raise ValueError(
                 f"LRLawCallback: prior must be 'default', a path or None, got {type(prior).__name__}"
@@ -369,8 +376,10 @@ class LRLawCallback(TrainerCallback, ExportableState):
             if added:
                 logs.update(added)
                 history = state.log_history
-                if history and history[-1].get("step") == g and all(
-                    history[-1].get(k) is v for k, v in logs.items() if k not in added
+                if (
+                    history
+                    and history[-1].get("step") == g
+                    and all(history[-1].get(k) is v for k, v in logs.items() if k not in added)
                 ):
                     history[-1].update(added)
 
@@ -408,9 +417,14 @@ class LRLawCallback(TrainerCallback, ExportableState):
                 logger.info(
                     "LRLawCallback: predicted final %s %.4f [%.4f, %.4f] (%.0f%%) from the fit at "
                     "step %d; record: %s",
-                    run.recorder.metric, p["final_loss"], p["low"], p["high"], 100 * self.level,
-                    p["fit_step"], self.record_path,
-                )  # fmt: skip
+                    run.recorder.metric,
+                    p["final_loss"],
+                    p["low"],
+                    p["high"],
+                    100 * self.level,
+                    p["fit_step"],
+                    self.record_path,
+                )
         run.active = False
         run.scheduler = run.optimizer = None
 
@@ -419,41 +433,8 @@ class LRLawCallback(TrainerCallback, ExportableState):
     # -- decisions -------------------------------------------------------------------------------
 
     def _decide_stop(self, state: Any) -> bool:
-        """Whether to stop, identical on every process: rank 0 decides from the last fit made
-        at an earlier boundary and broadcasts its decision."""
-        run = self._run
-        assert run is not None
-        g = int(state.global_step)
-        decision = False
-        if state.is_world_process_zero:
-            try:
-                if not run.worker.wait(_JOIN_TIMEOUT_S):
-                    logger.warning("LRLawCallback: the fit did not finish in %.0f s; the stop "
-                                   "decision uses the previous fit", _JOIN_TIMEOUT_S)  # fmt: skip
-                self._take_result()
-                latest = run.latest
-                decision = bool(
-                    latest is not None and latest.stop_low is not None and latest.step < g
-                    and latest.stop_low > self.stop_if_predicted_above
-                )  # fmt: skip
-            except Exception as exc:  # never leave the other ranks waiting
-                logger.warning("LRLawCallback: stop decision failed (%s); not stopping", exc)
-                decision = False
-        decision = broadcast_decision(decision, run.world_size)
-        if decision:
-            run.recorder.stopped_at = g
-            if state.is_world_process_zero and run.latest is not None:
-                p = run.latest.prediction or {}
-                message = (
-                    f"stopping at step {g}: the final {run.recorder.metric} is predicted "
-                    f"{p.get('final_loss', float('nan')):.4f} and above "
-                    f"{self.stop_if_predicted_above} with probability >= {self.stop_confidence} "
-                    f"(fit at step {run.latest.step})"
-                )
-                run.recorder.event(g, "stop", message)
-                logger.warning("LRLawCallback: %s", message)
-                run.unpublished[PREFIX + "stopped"] = 1.0
-        return decision
+        assert self._run is not None and self.stop_if_predicted_above is not None
+        return self._run.decide_stop(state, self.stop_if_predicted_above, self.stop_confidence)
 
     def _take_result(self) -> None:
         if self._run is not None:

@@ -58,8 +58,10 @@ def check_options(
             f"evaluation loss such as 'eval_loss', got {metric!r}"
         )
     for name, value in (("fit_after", fit_after), ("fit_every", fit_every)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            value > 0 and (isinstance(value, int) or value < 1)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not (value > 0 and (isinstance(value, int) or value < 1))
         ):
             raise ValueError(
                 f"LRLawCallback: {name} must be a number of steps (int >= 1) or a fraction "
@@ -80,8 +82,10 @@ def check_options(
         )
     if not isinstance(output_subdir, str) or not output_subdir:
         raise ValueError("LRLawCallback: output_subdir must be a non-empty folder name")
-    if isinstance(max_fit_points, bool) or not isinstance(max_fit_points, int) or (
-        max_fit_points < min_points
+    if (
+        isinstance(max_fit_points, bool)
+        or not isinstance(max_fit_points, int)
+        or (max_fit_points < min_points)
     ):
         raise ValueError(
             f"LRLawCallback: max_fit_points must be an int >= min_points ({min_points}), "
@@ -103,8 +107,7 @@ def check_options(
     if fit_kwargs.get("law_options"):
         if law == "auto":
             raise ValueError(
-                "LRLawCallback: fit_kwargs['law_options'] needs a named law, e.g. "
-                "law='momentum'"
+                "LRLawCallback: fit_kwargs['law_options'] needs a named law, e.g. law='momentum'"
             )
         try:
             get_law(law, **fit_kwargs["law_options"])
@@ -126,7 +129,9 @@ def resolve_candidate(item: Schedule | str, defaults: Mapping[str, Any] | None) 
     if isinstance(item, Schedule):
         return item
     if not isinstance(item, str):
-        raise ScheduleError(f"a candidate must be a Schedule or its text, got {type(item).__name__}")
+        raise ScheduleError(
+            f"a candidate must be a Schedule or its text, got {type(item).__name__}"
+        )
     return Schedule.parse(item, defaults=defaults)
 
 

@@ -47,4 +47,3 @@ def place_before_reporters(callback: Any) -> bool:
     if me > target:
         callbacks.insert(target, callbacks.pop(me))
     return True
-

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from hf_lrlaw.callback.broadcast import broadcast_decision
 from hf_lrlaw.callback.jobs import FitJob, FitResult
 from hf_lrlaw.callback.options import (
     check_enough_points,
@@ -42,6 +43,7 @@ PREFIX = "lrlaw/"  # the callback's metrics in the Trainer's logs
 # this share of the training (wall) time so far (the final one is always drawn). Before the
 # first figure its cost is taken to be _PLOT_GUESS_S.
 _PLOT_SHARE = 0.005
+_JOIN_TIMEOUT_S = 600.0  # a fit never takes this long; past it a decision uses the last fit
 _PLOT_GUESS_S = 0.25
 
 
@@ -275,6 +277,45 @@ class TrainingRun:
         self.recorder.history.append(history_entry(result))
         if not result.final:
             self.unpublished.update(_metrics(result))
+
+    def decide_stop(self, state: Any, threshold: float, confidence: float) -> bool:
+        """Whether to stop, identical on every process: rank 0 decides from the last fit made
+        at an earlier boundary (waiting for one still running) and broadcasts its decision."""
+        g = int(state.global_step)
+        decision = False
+        if state.is_world_process_zero:
+            try:
+                if not self.worker.wait(_JOIN_TIMEOUT_S):
+                    logger.warning(
+                        "LRLawCallback: the fit did not finish in %.0f s; the stop decision "
+                        "uses the previous fit",
+                        _JOIN_TIMEOUT_S,
+                    )
+                self.take_result()
+                latest = self.latest
+                decision = bool(
+                    latest is not None
+                    and latest.stop_low is not None
+                    and latest.step < g
+                    and latest.stop_low > threshold
+                )
+            except Exception as exc:  # never leave the other ranks waiting
+                logger.warning("LRLawCallback: stop decision failed (%s); not stopping", exc)
+                decision = False
+        decision = broadcast_decision(decision, self.world_size)
+        if decision:
+            self.recorder.stopped_at = g
+            if state.is_world_process_zero and self.latest is not None:
+                p = self.latest.prediction or {}
+                message = (
+                    f"stopping at step {g}: the final {self.recorder.metric} is predicted "
+                    f"{p.get('final_loss', float('nan')):.4f} and above {threshold} with "
+                    f"probability >= {confidence} (fit at step {self.latest.step})"
+                )
+                self.recorder.event(g, "stop", message)
+                logger.warning("LRLawCallback: %s", message)
+                self.unpublished[PREFIX + "stopped"] = 1.0
+        return decision
 
     def write_record_now(self) -> None:
         """record.json from the last successful fit (a run that ends without a new fit)."""

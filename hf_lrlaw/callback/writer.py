@@ -15,6 +15,7 @@ from hf_lrlaw._version import __version__
 from hf_lrlaw.callback.jobs import FitJob, FitResult
 from hf_lrlaw.curves import LossCurve
 from hf_lrlaw.files import write_json
+from hf_lrlaw.schedules.labels import schedule_label
 
 __all__ = ["RECORD_SCHEMA", "draw_figure", "history_entry", "record", "write_record"]
 
@@ -76,7 +77,7 @@ def write_record(
 def draw_figure(job: FitJob, result: FitResult, curve: LossCurve) -> None:
     """``<folder>/fit.png``: the observed curve, the fitted law, the predicted remainder with its
     band, and the candidates."""
-    from hf_lrlaw.plots import plot_fit, schedule_label  # matplotlib: only when drawing
+    from hf_lrlaw.plots import plot_fit  # matplotlib: only when drawing
 
     p = result.prediction or {}
     title = (

@@ -58,8 +58,14 @@ def _fit_from_args(args: argparse.Namespace, curves: list[LossCurve]) -> Fit:
     options = law_options_from(args.option)
     if args.law == "auto" and options:
         raise UsageError("--option needs a named law (--law momentum|multipower|power)")
-    return fit_law(curves, law=args.law, law_options=options or None, prior=prior,
-                   n_starts=args.n_starts, weights=args.weights)  # fmt: skip
+    return fit_law(
+        curves,
+        law=args.law,
+        law_options=options or None,
+        prior=prior,
+        n_starts=args.n_starts,
+        weights=args.weights,
+    )
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -85,8 +91,9 @@ def cmd_prior(args: argparse.Namespace) -> int:
     else:
         sizes = [parse_size(t) for t in args.sizes.split(",") if t.strip()]
         if len(sizes) != len(fits):
-            raise UsageError(f"--sizes: {len(sizes)} size(s) for {len(fits)} fit(s); give one "
-                             "per fit, in order")  # fmt: skip
+            raise UsageError(
+                f"--sizes: {len(sizes)} size(s) for {len(fits)} fit(s); give one per fit, in order"
+            )
         prior = size_prior(fits, sizes, parse_size(args.target, "--target"))
     rows = [(n, f"{m:.4f}", f"{sd:.4f}") for n, m, sd in zip(prior.names, prior.mean, prior.std)]
     print(f"{prior.law} prior from {prior.source}")
@@ -105,8 +112,15 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     prior = prior_spec(args.prior)
     curves = load_curves(args.curves)
     options = law_options_from(args.option)
-    rows = backtest(curves, fractions, args.law, level=args.level, law_options=options or None,
-                    prior=prior, calibration="default" if prior else None)  # fmt: skip
+    rows = backtest(
+        curves,
+        fractions,
+        args.law,
+        level=args.level,
+        law_options=options or None,
+        prior=prior,
+        calibration="default" if prior else None,
+    )
     if not rows:
         raise UsageError("no curve with points to backtest")
     pct = f"{args.level:.0%}"
@@ -114,30 +128,57 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     table = []
     for r in rows:
         if r.failure is not None:
-            table.append((r.curve, f"{r.seen:.3g}", "-", "-", f"{r.actual:.4f}", "-",
-                          f"fit failed: {r.failure}"))  # fmt: skip
+            table.append(
+                (
+                    r.curve,
+                    f"{r.seen:.3g}",
+                    "-",
+                    "-",
+                    f"{r.actual:.4f}",
+                    "-",
+                    f"fit failed: {r.failure}",
+                )
+            )
         else:
-            table.append((r.curve, f"{r.seen:.3g}", f"{r.predicted:.4f}",
-                          f"[{r.low:.4f}, {r.high:.4f}]", f"{r.actual:.4f}", f"{r.error:+.2%}",
-                          "yes" if r.inside else "no"))  # fmt: skip
+            table.append(
+                (
+                    r.curve,
+                    f"{r.seen:.3g}",
+                    f"{r.predicted:.4f}",
+                    f"[{r.low:.4f}, {r.high:.4f}]",
+                    f"{r.actual:.4f}",
+                    f"{r.error:+.2%}",
+                    "yes" if r.inside else "no",
+                )
+            )
     summary = summarize(rows)
-    lines = [f"{args.law} law, prior {prior or 'none'}: final loss predicted from each run's first "
-             f"{', '.join(f'{f:.3g}' for f in fractions)} of its steps"]  # fmt: skip
+    lines = [
+        f"{args.law} law, prior {prior or 'none'}: final loss predicted from each run's first "
+        f"{', '.join(f'{f:.3g}' for f in fractions)} of its steps"
+    ]
     for s in summary:
         done = s.runs - s.failed
         lines.append(
             f"  from {s.seen:.3g}: {done}/{s.runs} runs predicted"
-            + ("" if not done else f", mean |error| {s.mean_abs_error:.2%}, worst "
-               f"{s.worst_abs_error:.2%}, {pct} interval covers {s.coverage:.0%}")
-        )  # fmt: skip
+            + (
+                ""
+                if not done
+                else f", mean |error| {s.mean_abs_error:.2%}, worst "
+                f"{s.worst_abs_error:.2%}, {pct} interval covers {s.coverage:.0%}"
+            )
+        )
     print(_table(table, header))
     print("\n".join(lines))
     if out is not None:
         suffix = out.suffix.lower()
         if suffix == ".json":
-            data = {"law": args.law, "prior": prior, "level": args.level,
-                    "summary": [vars(s) for s in summary],
-                    "runs": [{**vars(r), "error": r.error, "inside": r.inside} for r in rows]}
+            data = {
+                "law": args.law,
+                "prior": prior,
+                "level": args.level,
+                "summary": [vars(s) for s in summary],
+                "runs": [{**vars(r), "error": r.error, "inside": r.inside} for r in rows],
+            }
             text = json.dumps(json_ready(data), indent=1)
         elif suffix == ".csv":
             text = _csv([{**vars(r), "error": r.error, "inside": r.inside} for r in rows])
@@ -161,28 +202,54 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if steps is None:
         mean, low, high = fit.predict_final(schedules, level=args.level)
         for s, m, lo, hi in zip(schedules, mean, low, high):
-            rows.append({"schedule": str(s), "step": s.total_steps - 1, "predicted": float(m),
-                         "low": float(lo), "high": float(hi)})  # fmt: skip
+            rows.append(
+                {
+                    "schedule": str(s),
+                    "step": s.total_steps - 1,
+                    "predicted": float(m),
+                    "low": float(lo),
+                    "high": float(hi),
+                }
+            )
     else:
         for s in schedules:
             bad = [t for t in steps if not 0 <= t < s.total_steps]
             if bad:
-                raise UsageError(f"--steps {bad[0]} is outside 0..{s.total_steps - 1}, the steps "
-                                 f"of {s}")  # fmt: skip
+                raise UsageError(
+                    f"--steps {bad[0]} is outside 0..{s.total_steps - 1}, the steps of {s}"
+                )
             mean, low, high = fit.predict_interval(s, steps, level=args.level)
             for t, m, lo, hi in zip(steps, mean, low, high):
-                rows.append({"schedule": str(s), "step": t, "predicted": float(m),
-                             "low": float(lo), "high": float(hi)})  # fmt: skip
+                rows.append(
+                    {
+                        "schedule": str(s),
+                        "step": t,
+                        "predicted": float(m),
+                        "low": float(lo),
+                        "high": float(hi),
+                    }
+                )
     for r in rows:
         r["level"] = args.level
     if args.json:
-        text = json.dumps(json_ready({"law": fit.law, "level": args.level, "notes": fit.notes,
-                                       "predictions": rows}), indent=1)  # fmt: skip
+        text = json.dumps(
+            json_ready(
+                {"law": fit.law, "level": args.level, "notes": fit.notes, "predictions": rows}
+            ),
+            indent=1,
+        )
         print(text)
     else:
         pct = f"{args.level:.0%} interval"
-        table = [(r["schedule"], r["step"], f"{r['predicted']:.4f}",
-                  f"[{r['low']:.4f}, {r['high']:.4f}]") for r in rows]  # fmt: skip
+        table = [
+            (
+                r["schedule"],
+                r["step"],
+                f"{r['predicted']:.4f}",
+                f"[{r['low']:.4f}, {r['high']:.4f}]",
+            )
+            for r in rows
+        ]
         print(_table(table, ("schedule", "step", "predicted loss", pct)))
         for note in fit.notes:
             print(f"note: {note}")
@@ -230,9 +297,17 @@ def cmd_rank(args: argparse.Namespace) -> int:
         elif suffix == ".md":
             text = ranking.to_markdown(k=len(ranking)) + "\n"
         else:
-            text = json.dumps(json_ready({"law": ranking.law, "level": ranking.level,
-                                           "notes": ranking.notes,
-                                           "rows": ranking.to_dicts()}), indent=1)  # fmt: skip
+            text = json.dumps(
+                json_ready(
+                    {
+                        "law": ranking.law,
+                        "level": ranking.level,
+                        "notes": ranking.notes,
+                        "rows": ranking.to_dicts(),
+                    }
+                ),
+                indent=1,
+            )
         write_atomic(out, text)
         print(f"wrote {out}")
     if fig is not None and plot_out is not None:
@@ -254,8 +329,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
     curves = load_curves(inputs)
     if fit_path is not None:
         if args.law != "auto" or args.option or args.until is not None or args.prior:
-            raise UsageError("--law, --option, --until and --prior fit on the fly; not with a "
-                             "saved fit")  # fmt: skip
+            raise UsageError(
+                "--law, --option, --until and --prior fit on the fly; not with a saved fit"
+            )
         fit = load_fit(fit_path)
     else:
         if not curves:
@@ -267,8 +343,15 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise UsageError(f"--label: {len(args.label)} given for {len(schedules)} schedule(s)")
     if not curves and not schedules:
         raise UsageError("nothing to plot: give curves or --schedule")
-    fig = plot_fit(fit, curves, predict=schedules, labels=args.label or None, level=args.level,
-                   title=args.title, max_points=args.max_points)  # fmt: skip
+    fig = plot_fit(
+        fit,
+        curves,
+        predict=schedules,
+        labels=args.label or None,
+        level=args.level,
+        title=args.title,
+        max_points=args.max_points,
+    )
     save_figure(fig, out)
     print(f"wrote {out}")
     return 0
@@ -282,12 +365,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not curves:
         raise UsageError("the curves hold no loss point")
     report = evaluate(fit, curves, args.level)
-    table = [(r["curve"], r["points"], "fitted" if r["in_sample"] else "held out",
-              f"{r['mean_rel_error']:.3%}", f"{r['loss']:.4f}", f"{r['predicted']:.4f}",
-              f"[{r['low']:.4f}, {r['high']:.4f}]", f"{r['final_rel_error']:+.3%}")
-             for r in report["curves"]]  # fmt: skip
-    header = ("curve", "points", "part", "mean |rel err|", "last loss", "predicted",
-              f"{args.level:.0%} interval", "last rel err")  # fmt: skip
+    table = [
+        (
+            r["curve"],
+            r["points"],
+            "fitted" if r["in_sample"] else "held out",
+            f"{r['mean_rel_error']:.3%}",
+            f"{r['loss']:.4f}",
+            f"{r['predicted']:.4f}",
+            f"[{r['low']:.4f}, {r['high']:.4f}]",
+            f"{r['final_rel_error']:+.3%}",
+        )
+        for r in report["curves"]
+    ]
+    header = (
+        "curve",
+        "points",
+        "part",
+        "mean |rel err|",
+        "last loss",
+        "predicted",
+        f"{args.level:.0%} interval",
+        "last rel err",
+    )
     text = _table(table, header)
     summary = (
         f"{fit.law} law on {len(report['curves'])} curve(s) ({report['held_out_curves']} with "
@@ -330,13 +430,23 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         print("use as CURVES: dataset:NAME[:key=value,...]; 'lrlaw datasets NAME' lists curves")
         return 0
     if args.name not in datasets.available():
-        raise UsageError(f"no bundled data set {args.name!r}; available: "
-                         f"{', '.join(datasets.available())}")  # fmt: skip
+        raise UsageError(
+            f"no bundled data set {args.name!r}; available: {', '.join(datasets.available())}"
+        )
     print(datasets.info(args.name))
     curves = datasets.load(args.name)
     print()
-    rows = [(c.name, c.meta.get("model", ""), c.meta.get("schedule", ""),
-             c.meta.get("peak_lr", ""), len(c.lrs), len(c)) for c in curves]  # fmt: skip
+    rows = [
+        (
+            c.name,
+            c.meta.get("model", ""),
+            c.meta.get("schedule", ""),
+            c.meta.get("peak_lr", ""),
+            len(c.lrs),
+            len(c),
+        )
+        for c in curves
+    ]
     print(_table(rows, ("curve", "model", "schedule", "peak_lr", "steps", "points")))
     return 0
 

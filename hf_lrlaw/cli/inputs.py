@@ -74,18 +74,23 @@ def load_dataset(spec: str) -> list[LossCurve]:
 
     name, filters = parse_curve_spec(spec)
     if name not in datasets.available():
-        raise UsageError(f"{spec!r}: no bundled data set {name!r}; available: "
-                         f"{', '.join(datasets.available())}")  # fmt: skip
+        raise UsageError(
+            f"{spec!r}: no bundled data set {name!r}; available: {', '.join(datasets.available())}"
+        )
     kind = filters.pop("kind", None)
     split = filters.pop("split", None)
     where = None
     if split is not None:
         if name != "multipowerlaw" or split not in ("train", "test"):
-            raise UsageError(f"{spec!r}: split is train or test, for multipowerlaw only "
-                             f"(got {split!r} for {name})")  # fmt: skip
+            raise UsageError(
+                f"{spec!r}: split is train or test, for multipowerlaw only "
+                f"(got {split!r} for {name})"
+            )
         train = {c.meta["schedule"] for c in datasets.multipowerlaw_split("25M")[0]}
-        where = (lambda m: m["schedule"] in train) if split == "train" else (
-            lambda m: m["schedule"] not in train
+        where = (
+            (lambda m: m["schedule"] in train)
+            if split == "train"
+            else (lambda m: m["schedule"] not in train)
         )
     try:
         curves = datasets.load(name, kind=kind, where=where, **filters)
@@ -239,8 +244,10 @@ def prior_spec(text: str | None) -> str | None:
     if text == "default" or text.startswith("default:"):
         return text
     if not Path(text).is_file():
-        raise UsageError(f"--prior {text}: no such file (give none, default, default:DATASET, "
-                         "or a prior, fit or record JSON)")  # fmt: skip
+        raise UsageError(
+            f"--prior {text}: no such file (give none, default, default:DATASET, "
+            "or a prior, fit or record JSON)"
+        )
     return text
 
 
@@ -252,8 +259,9 @@ def parse_size(text: str, where: str = "--sizes") -> float:
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbt]?)\s*", text, re.IGNORECASE)
     value = float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()] if m else 0.0
     if value <= 0:
-        raise UsageError(f"{where} {text!r}: expected a positive parameter count, e.g. 125M, "
-                         "1.3B or 360e6")  # fmt: skip
+        raise UsageError(
+            f"{where} {text!r}: expected a positive parameter count, e.g. 125M, 1.3B or 360e6"
+        )
     return value
 
 
@@ -263,6 +271,7 @@ def fractions_from(text: str) -> list[float]:
     except ValueError:
         values = []
     if not values or any(not 0 < v < 1 for v in values):
-        raise UsageError(f"--at {text!r}: expected fractions in (0, 1) separated by commas, "
-                         "e.g. 0.25,0.5")  # fmt: skip
+        raise UsageError(
+            f"--at {text!r}: expected fractions in (0, 1) separated by commas, e.g. 0.25,0.5"
+        )
     return values

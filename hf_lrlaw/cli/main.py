@@ -21,8 +21,9 @@ def _warnings_as_lines() -> Iterator[None]:
     """Show Python warnings as one ``lrlaw: warning:`` line each (once per message)."""
     seen: set[str] = set()
 
-    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
-             line: Any = None) -> None:  # fmt: skip
+    def show(
+        message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
+    ) -> None:
         text = " ".join(str(message).split())
         if text not in seen:
             seen.add(text)
@@ -76,8 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("LRLAW_DEBUG"):
             raise
-        _error(f"internal error: {type(exc).__name__}: {exc} (set LRLAW_DEBUG=1 for the "
-               "traceback; please report it)")  # fmt: skip
+        _error(
+            f"internal error: {type(exc).__name__}: {exc} (set LRLAW_DEBUG=1 for the "
+            "traceback; please report it)"
+        )
         return 1
 
 

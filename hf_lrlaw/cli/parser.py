@@ -50,35 +50,65 @@ kind=val|train (lr-scheduling: validation or training loss) and split=train|test
 
 
 def _add_fit_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--law", default="auto", choices=["auto", *available_laws()],
-                   help="the law to fit (default: auto, the best leave-one-curve-out error with "
-                   "two or more curves, else momentum)")  # fmt: skip
-    p.add_argument("--option", action="append", metavar="NAME=VALUE",
-                   help="a law option, repeatable (momentum: lam=0.999, warmup=peak; multipower: "
-                   "warmup=exclude|include, exact=false)")  # fmt: skip
-    p.add_argument("--until", metavar="STEP|FRACTION",
-                   help="fit on each curve up to this step (an integer) or this fraction of its "
-                   "LR array (a number in (0, 1], e.g. 0.5)")  # fmt: skip
+    p.add_argument(
+        "--law",
+        default="auto",
+        choices=["auto", *available_laws()],
+        help="the law to fit (default: auto, the best leave-one-curve-out error with "
+        "two or more curves, else momentum)",
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a law option, repeatable (momentum: lam=0.999, warmup=peak; multipower: "
+        "warmup=exclude|include, exact=false)",
+    )
+    p.add_argument(
+        "--until",
+        metavar="STEP|FRACTION",
+        help="fit on each curve up to this step (an integer) or this fraction of its "
+        "LR array (a number in (0, 1], e.g. 0.5)",
+    )
     p.add_argument("--n-starts", type=positive_int, default=4, help="L-BFGS-B starts (default 4)")
-    p.add_argument("--weights", choices=["points", "curves"], default="points",
-                   help="every point counts once (default) or every curve counts the same")  # fmt: skip
-    p.add_argument("--prior", metavar="SPEC",
-                   help="none (default); default (learned on the bundled public curves: use it "
-                   "for the first part of a run); default:DATASET; or a prior JSON (lrlaw "
-                   "prior), a saved fit or a callback record of an earlier run")  # fmt: skip
+    p.add_argument(
+        "--weights",
+        choices=["points", "curves"],
+        default="points",
+        help="every point counts once (default) or every curve counts the same",
+    )
+    p.add_argument(
+        "--prior",
+        metavar="SPEC",
+        help="none (default); default (learned on the bundled public curves: use it "
+        "for the first part of a run); default:DATASET; or a prior JSON (lrlaw "
+        "prior), a saved fit or a callback record of an earlier run",
+    )
 
 
 def _add_schedule_inputs(p: argparse.ArgumentParser, *, space: bool) -> None:
-    p.add_argument("--schedule", action="append", metavar="TEXT",
-                   help="a schedule, repeatable, e.g. 'cosine(peak_lr=3e-4, total_steps=24000, "
-                   "warmup_steps=2160, final_ratio=0.1)'; with a fit of one run, peak_lr, "
-                   "total_steps and warmup_steps default to that run's: 'cosine(final_ratio=0.1)'")  # fmt: skip
-    p.add_argument("--schedules", action="append", metavar="FILE",
-                   help="a file with one schedule text a line (blank lines and # comments are "
-                   "ignored; '-' reads stdin); repeatable")  # fmt: skip
+    p.add_argument(
+        "--schedule",
+        action="append",
+        metavar="TEXT",
+        help="a schedule, repeatable, e.g. 'cosine(peak_lr=3e-4, total_steps=24000, "
+        "warmup_steps=2160, final_ratio=0.1)'; with a fit of one run, peak_lr, "
+        "total_steps and warmup_steps default to that run's: 'cosine(final_ratio=0.1)'",
+    )
+    p.add_argument(
+        "--schedules",
+        action="append",
+        metavar="FILE",
+        help="a file with one schedule text a line (blank lines and # comments are "
+        "ignored; '-' reads stdin); repeatable",
+    )
     if space:
-        p.add_argument("--space", action="append", metavar="SPEC",
-                       help="a grid of schedules (see below); repeatable")  # fmt: skip
+        p.add_argument(
+            "--space",
+            action="append",
+            metavar="SPEC",
+            help="a grid of schedules (see below); repeatable",
+        )
 
 
 def _wrap(text: str) -> str:
@@ -100,50 +130,86 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lrlaw (hf-lrlaw) {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("fit", help="fit a law to loss curves and save it",
-                       description=_wrap("Fit a law jointly to CURVES; print its summary; save it "
-                       "with -o."), epilog=_DATASET_HELP, formatter_class=fmt)  # fmt: skip
+    p = sub.add_parser(
+        "fit",
+        help="fit a law to loss curves and save it",
+        description=_wrap("Fit a law jointly to CURVES; print its summary; save it with -o."),
+        epilog=_DATASET_HELP,
+        formatter_class=fmt,
+    )
     p.add_argument("curves", nargs="+", metavar="CURVES", help="files, folders or dataset: specs")
     _add_fit_options(p)
     p.add_argument("-o", "--output", metavar="FIT.json", help="where to save the fit")
     p.set_defaults(func=commands.cmd_fit)
 
-    p = sub.add_parser("prior", help="a prior from earlier fits (a previous run, a size sweep)",
-                       description=_wrap("Make a prior for 'lrlaw fit --prior' from saved fits "
-                       "(each of runs at one peak LR): from earlier runs of the same recipe "
-                       "(several are pooled), or, with --sizes and --target, from full fits of "
-                       "smaller models (one fit per model size and peak LR; each transfer "
-                       "feature is regressed on log size and read off at the target size)."),
-                       formatter_class=fmt)  # fmt: skip
+    p = sub.add_parser(
+        "prior",
+        help="a prior from earlier fits (a previous run, a size sweep)",
+        description=_wrap(
+            "Make a prior for 'lrlaw fit --prior' from saved fits "
+            "(each of runs at one peak LR): from earlier runs of the same recipe "
+            "(several are pooled), or, with --sizes and --target, from full fits of "
+            "smaller models (one fit per model size and peak LR; each transfer "
+            "feature is regressed on log size and read off at the target size)."
+        ),
+        formatter_class=fmt,
+    )
     p.add_argument("fits", nargs="+", metavar="FIT.json", help="saved fits or callback records")
-    p.add_argument("--sizes", metavar="N,N,...", help="each fit's model size, in order (125M, 1.3B)")
+    p.add_argument(
+        "--sizes", metavar="N,N,...", help="each fit's model size, in order (125M, 1.3B)"
+    )
     p.add_argument("--target", metavar="N", help="the model size the prior is for")
     p.add_argument("-o", "--output", metavar="PRIOR.json", help="where to save the prior")
     p.set_defaults(func=commands.cmd_prior)
 
-    p = sub.add_parser("backtest", help="how well early fits predict your finished runs",
-                       description=_wrap("Cut every finished run in CURVES to its first --at "
-                       "fractions of steps (its LR schedule stays known, as in a live run), fit "
-                       "each alone and predict its last logged loss: per run the prediction, "
-                       "its interval and its error; per fraction the mean and worst error and "
-                       "how often the interval held the truth. Check your recipe with it before "
-                       "trusting live predictions."), epilog=_DATASET_HELP,
-                       formatter_class=fmt)  # fmt: skip
+    p = sub.add_parser(
+        "backtest",
+        help="how well early fits predict your finished runs",
+        description=_wrap(
+            "Cut every finished run in CURVES to its first --at "
+            "fractions of steps (its LR schedule stays known, as in a live run), fit "
+            "each alone and predict its last logged loss: per run the prediction, "
+            "its interval and its error; per fraction the mean and worst error and "
+            "how often the interval held the truth. Check your recipe with it before "
+            "trusting live predictions."
+        ),
+        epilog=_DATASET_HELP,
+        formatter_class=fmt,
+    )
     p.add_argument("curves", nargs="+", metavar="CURVES", help="files, folders or dataset: specs")
-    p.add_argument("--law", default="momentum", choices=available_laws(),
-                   help="the law to fit (default: momentum, the callback's)")
-    p.add_argument("--option", action="append", metavar="NAME=VALUE", help="a law option, repeatable")
-    p.add_argument("--prior", default="default", metavar="SPEC",
-                   help="as for 'lrlaw fit' (default here: default, as the callback uses)")
-    p.add_argument("--at", default="0.25,0.5", metavar="F,F,...",
-                   help="fractions of each run to fit on (default 0.25,0.5)")
+    p.add_argument(
+        "--law",
+        default="momentum",
+        choices=available_laws(),
+        help="the law to fit (default: momentum, the callback's)",
+    )
+    p.add_argument(
+        "--option", action="append", metavar="NAME=VALUE", help="a law option, repeatable"
+    )
+    p.add_argument(
+        "--prior",
+        default="default",
+        metavar="SPEC",
+        help="as for 'lrlaw fit' (default here: default, as the callback uses)",
+    )
+    p.add_argument(
+        "--at",
+        default="0.25,0.5",
+        metavar="F,F,...",
+        help="fractions of each run to fit on (default 0.25,0.5)",
+    )
     p.add_argument("--level", type=level, default=0.9, help="interval probability (0.9)")
     p.add_argument("-o", "--output", metavar="REPORT.json|.csv|.md", help="also write the report")
     p.set_defaults(func=commands.cmd_backtest)
 
-    p = sub.add_parser("predict", help="predict the loss of schedules from a saved fit",
-                       description=_wrap("The predicted final loss (or the loss at --steps) of each "
-                       "schedule, with its interval."), formatter_class=fmt)  # fmt: skip
+    p = sub.add_parser(
+        "predict",
+        help="predict the loss of schedules from a saved fit",
+        description=_wrap(
+            "The predicted final loss (or the loss at --steps) of each schedule, with its interval."
+        ),
+        formatter_class=fmt,
+    )
     p.add_argument("fit", metavar="FIT.json")
     _add_schedule_inputs(p, space=False)
     p.add_argument("--steps", metavar="S1,S2,...", help="steps to predict at (default: the last)")
@@ -152,41 +218,62 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE.json|.csv", help="also write the predictions")
     p.set_defaults(func=commands.cmd_predict)
 
-    p = sub.add_parser("rank", help="rank candidate schedules by predicted final loss",
-                       description=_wrap("Rank candidate schedules (from --schedules, --space and "
-                       "--schedule) by the final loss the fit predicts."), epilog=SPACE_HELP,
-                       formatter_class=fmt)  # fmt: skip
+    p = sub.add_parser(
+        "rank",
+        help="rank candidate schedules by predicted final loss",
+        description=_wrap(
+            "Rank candidate schedules (from --schedules, --space and "
+            "--schedule) by the final loss the fit predicts."
+        ),
+        epilog=SPACE_HELP,
+        formatter_class=fmt,
+    )
     p.add_argument("fit", metavar="FIT.json")
     _add_schedule_inputs(p, space=True)
     p.add_argument("--top", type=positive_int, default=10, help="rows to print (10)")
     p.add_argument("--level", type=level, default=0.9, help="interval probability (0.9)")
-    p.add_argument("-o", "--output", metavar="TABLE.csv|.md|.json",
-                   help="write the whole ranking")  # fmt: skip
+    p.add_argument("-o", "--output", metavar="TABLE.csv|.md|.json", help="write the whole ranking")
     p.add_argument("--plot", metavar="FIG.png", help="also plot the top candidates")
     p.set_defaults(func=commands.cmd_rank)
 
-    p = sub.add_parser("plot", help="plot a fit against curves, with predicted schedules",
-                       description=_wrap("Plot a saved fit (or one fitted on the fly on CURVES) with "
-                       "the curves and the predicted curves of --schedule; the first argument is "
-                       "taken as the saved fit when it is one."), epilog=_DATASET_HELP,
-                       formatter_class=fmt)  # fmt: skip
+    p = sub.add_parser(
+        "plot",
+        help="plot a fit against curves, with predicted schedules",
+        description=_wrap(
+            "Plot a saved fit (or one fitted on the fly on CURVES) with "
+            "the curves and the predicted curves of --schedule; the first argument is "
+            "taken as the saved fit when it is one."
+        ),
+        epilog=_DATASET_HELP,
+        formatter_class=fmt,
+    )
     p.add_argument("inputs", nargs="*", metavar="[FIT.json] CURVES")
-    p.add_argument("--fit", metavar="FIT.json", help="the saved fit (else the first argument, or "
-                   "a fit on the fly)")  # fmt: skip
+    p.add_argument(
+        "--fit",
+        metavar="FIT.json",
+        help="the saved fit (else the first argument, or a fit on the fly)",
+    )
     _add_schedule_inputs(p, space=True)
     p.add_argument("--label", action="append", help="a legend label per --schedule, in order")
     _add_fit_options(p)
     p.add_argument("--level", type=level, default=0.9, help="band probability (0.9)")
     p.add_argument("--title", help="the figure's headline")
-    p.add_argument("--max-points", type=positive_int, default=400,
-                   help="steps evaluated per curve (400)")  # fmt: skip
+    p.add_argument(
+        "--max-points", type=positive_int, default=400, help="steps evaluated per curve (400)"
+    )
     p.add_argument("-o", "--output", required=True, metavar="FIG.png|.pdf|.svg")
     p.set_defaults(func=commands.cmd_plot)
 
-    p = sub.add_parser("evaluate", help="accuracy of a saved fit on curves",
-                       description=_wrap("Per curve, the mean relative error of the fit on the points "
-                       "it did not see, and the error and interval of the last point."),
-                       epilog=_DATASET_HELP, formatter_class=fmt)  # fmt: skip
+    p = sub.add_parser(
+        "evaluate",
+        help="accuracy of a saved fit on curves",
+        description=_wrap(
+            "Per curve, the mean relative error of the fit on the points "
+            "it did not see, and the error and interval of the last point."
+        ),
+        epilog=_DATASET_HELP,
+        formatter_class=fmt,
+    )
     p.add_argument("fit", metavar="FIT.json")
     p.add_argument("curves", nargs="+", metavar="CURVES")
     p.add_argument("--level", type=level, default=0.9, help="interval probability (0.9)")
@@ -239,8 +326,9 @@ def register_plugins(subparsers: Any, command: str | None = None) -> list[str]:
             try:
                 module = importlib.import_module(module_name)
             except ImportError as exc:
-                raise UsageError(f"'lrlaw {name}' needs {module_name}, which cannot be imported: "
-                                 f"{exc}") from None  # fmt: skip
+                raise UsageError(
+                    f"'lrlaw {name}' needs {module_name}, which cannot be imported: {exc}"
+                ) from None
             add = getattr(module, "add_parser", None)
             if not callable(add):
                 raise UsageError(f"'lrlaw {name}': {module_name} has no add_parser(subparsers)")

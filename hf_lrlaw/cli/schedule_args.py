@@ -164,6 +164,11 @@ def schedules_from(
         out += parse_space(spec, defaults)
         texts += split_top(spec, "|")
     if defaults and any(not re.search(rf"\b{k}\s*=", t) for t in texts for k in defaults):
-        print("note: schedules without " + " / ".join(defaults) + " take the fitted run's: "
-              + ", ".join(f"{k}={v:g}" for k, v in defaults.items()), file=sys.stderr)  # fmt: skip
+        print(
+            "note: schedules without "
+            + " / ".join(defaults)
+            + " take the fitted run's: "
+            + ", ".join(f"{k}={v:g}" for k, v in defaults.items()),
+            file=sys.stderr,
+        )
     return list(dict.fromkeys(out))

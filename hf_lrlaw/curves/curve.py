@@ -212,7 +212,9 @@ class LossCurve:
         """Inverse of :meth:`to_dict`."""
         missing = {"lrs", "steps", "losses"} - set(data)
         if missing:
-            raise CurveError(f"a loss curve needs the keys lrs, steps, losses; missing {sorted(missing)}")
+            raise CurveError(
+                f"a loss curve needs the keys lrs, steps, losses; missing {sorted(missing)}"
+            )
         return cls(
             lrs=np.asarray(data["lrs"], dtype=np.float64),
             steps=np.asarray(data["steps"]),

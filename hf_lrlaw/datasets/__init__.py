@@ -226,8 +226,11 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 # -- multipowerlaw --------------------------------------------------------------------------------
 # Rules of the source's README: index = optimizer step from 0; the loss logged at step s is
 # predicted with cumsum(lrs)[s] (the convention of LossCurve), so steps are taken as they are.
-_MPL_MODELS = {"25M": ("csv_25", 25_000_000), "100M": ("csv_100", 100_000_000),
-               "400M": ("csv_400", 400_000_000)}  # fmt: skip
+_MPL_MODELS = {
+    "25M": ("csv_25", 25_000_000),
+    "100M": ("csv_100", 100_000_000),
+    "400M": ("csv_400", 400_000_000),
+}
 _MPL_PEAK, _MPL_FLOOR, _MPL_WARMUP = 3e-4, 3e-5, 2160
 # file stem -> (shape, total steps, keyword arguments of _mpl_lrs)
 _MPL_SCHEDULES: dict[str, tuple[str, int, dict[str, Any]]] = {
@@ -312,8 +315,17 @@ def _mpl_curve(meta: dict[str, Any]) -> LossCurve:
 
 # -- lr-scheduling ------------------------------------------------------------------------------
 _LS_INIT_DIV = 100.0  # both schedule codes of the source start the warmup at peak / 100
-_LS_INT = ("params", "total_steps", "warmup", "n_val", "val_first", "val_last", "val_spacing",
-           "n_train_log", "train_log_spacing")  # fmt: skip
+_LS_INT = (
+    "params",
+    "total_steps",
+    "warmup",
+    "n_val",
+    "val_first",
+    "val_last",
+    "val_spacing",
+    "n_train_log",
+    "train_log_spacing",
+)
 _LS_FLOAT = ("peak_lr", "lr_min", "lr_max", "val_loss_last")
 # file step -> LossCurve step: a validation loss at iteration c was measured after c updates
 # (step c - 1); the training loss logged at iteration c is the loss of the batch of update c,

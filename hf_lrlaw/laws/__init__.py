@@ -15,7 +15,16 @@ from hf_lrlaw.laws.momentum import MomentumLaw
 from hf_lrlaw.laws.multipower import MultiPowerLaw
 from hf_lrlaw.laws.power import PowerLaw
 
-__all__ = ["Law", "LawError", "Param", "get_law", "available_laws", "MomentumLaw", "MultiPowerLaw", "PowerLaw"]
+__all__ = [
+    "Law",
+    "LawError",
+    "Param",
+    "get_law",
+    "available_laws",
+    "MomentumLaw",
+    "MultiPowerLaw",
+    "PowerLaw",
+]
 
 _LAWS: dict[str, Callable[..., Law]] = {
     "momentum": MomentumLaw,
@@ -36,7 +45,9 @@ def get_law(name: str | Law, **options: Any) -> Law:
     try:
         factory = _LAWS[name]
     except KeyError:
-        raise LawError(f"unknown law {name!r}; choose one of {available_laws()} or 'auto'") from None
+        raise LawError(
+            f"unknown law {name!r}; choose one of {available_laws()} or 'auto'"
+        ) from None
     try:
         return factory(**options)
     except TypeError as exc:

@@ -114,8 +114,14 @@ class DropBins:
         return len(self.drop)
 
 
-def _bin_starts(ks: np.ndarray, dist: np.ndarray, sign: np.ndarray, group: np.ndarray,
-                log_eta: np.ndarray, max_len: int) -> np.ndarray:
+def _bin_starts(
+    ks: np.ndarray,
+    dist: np.ndarray,
+    sign: np.ndarray,
+    group: np.ndarray,
+    log_eta: np.ndarray,
+    max_len: int,
+) -> np.ndarray:
     """Indices where a new bin starts among changes sorted by (group, k).
 
     ``dist`` is the distance from each change to the evaluated step it serves; bins grow

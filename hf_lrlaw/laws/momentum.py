@@ -112,11 +112,13 @@ class MomentumLaw:
         coefficient relative to L0 with its measured dependence on the peak LR removed."""
         l0, a, alpha, c = theta
         l0 = max(l0, 1e-6)
-        return np.array([
-            np.log(alpha),
-            np.log(a) - alpha * np.log(peak_lr * horizon) - np.log(l0),
-            np.log(c) + ANNEAL_LR_EXPONENT * np.log(peak_lr) - np.log(l0),
-        ])
+        return np.array(
+            [
+                np.log(alpha),
+                np.log(a) - alpha * np.log(peak_lr * horizon) - np.log(l0),
+                np.log(c) + ANNEAL_LR_EXPONENT * np.log(peak_lr) - np.log(l0),
+            ]
+        )
 
     def anneal_signal(self, prep: _Prep) -> float:
         return prep.anneal

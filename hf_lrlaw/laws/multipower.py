@@ -55,7 +55,11 @@ class MultiPowerLaw:
     )
     annealing_param = "B"
     transfer_names = (
-        "log_alpha", "log_power_at_horizon", "log_drop_scale", "log_drop_rate", "log_beta",
+        "log_alpha",
+        "log_power_at_horizon",
+        "log_drop_scale",
+        "log_drop_rate",
+        "log_beta",
         "log_gamma",
     )
     transfer_depends = {
@@ -184,14 +188,16 @@ class MultiPowerLaw:
         l0, a, alpha, b, c, beta, gamma = theta
         l0 = max(l0, 1e-6)
         log_peak = np.log(peak_lr)
-        return np.array([
-            np.log(alpha),
-            np.log(a) - alpha * np.log(peak_lr * horizon) - np.log(l0),
-            np.log(b) + log_peak - np.log(l0),
-            np.log(c) + (1 - gamma) * log_peak,
-            np.log(beta),
-            np.log(gamma),
-        ])
+        return np.array(
+            [
+                np.log(alpha),
+                np.log(a) - alpha * np.log(peak_lr * horizon) - np.log(l0),
+                np.log(b) + log_peak - np.log(l0),
+                np.log(c) + (1 - gamma) * log_peak,
+                np.log(beta),
+                np.log(gamma),
+            ]
+        )
 
     def anneal_signal(self, prep: _Prep) -> float:
         return prep.anneal

@@ -83,10 +83,12 @@ class PowerLaw:
     def transfer_features(self, theta: np.ndarray, peak_lr: float, horizon: int) -> np.ndarray:
         """The exponent, and the power-law term at the end of the run relative to L0."""
         l0, a, alpha = theta
-        return np.array([
-            np.log(alpha),
-            np.log(a) - alpha * np.log(peak_lr * horizon) - np.log(max(l0, 1e-6)),
-        ])
+        return np.array(
+            [
+                np.log(alpha),
+                np.log(a) - alpha * np.log(peak_lr * horizon) - np.log(max(l0, 1e-6)),
+            ]
+        )
 
     def anneal_signal(self, prep: _Prep) -> float:
         return prep.anneal

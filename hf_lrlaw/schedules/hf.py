@@ -90,9 +90,7 @@ def hf_form(s: Schedule) -> tuple[tuple[str, dict[str, Any]] | None, str]:
             return None, "transformers' warmup_stable_decay has no exponential decay_type"
         if not fits_wsd:
             return None, wsd_reason
-        return wsd(
-            wsd_decay_steps(s.total_steps, p["decay_fraction"]), p["decay_shape"], final
-        ), ""
+        return wsd(wsd_decay_steps(s.total_steps, p["decay_fraction"]), p["decay_shape"], final), ""
     if s.kind == "inverse_sqrt":
         return (
             (("inverse_sqrt", {"timescale": p["timescale"]}), "")

@@ -38,7 +38,6 @@ class ScheduleError(ValueError):
     """A schedule, its text or its parameters cannot be used; the message names the problem."""
 
 
-
 @dataclass(frozen=True)
 class Param:
     name: str
@@ -192,9 +191,7 @@ KIND_SPECS: dict[str, Kind] = {
         cyclic_curve,
         _check_cyclic,
     ),
-    "free_form": Kind(
-        (Param("lrs", "array"), Param("name", "text", None)), None, _check_free_form
-    ),
+    "free_form": Kind((Param("lrs", "array"), Param("name", "text", None)), None, _check_free_form),
 }
 KINDS: tuple[str, ...] = tuple(KIND_SPECS)
 _ALIASES = {
@@ -314,7 +311,6 @@ def format_value(param: Param, value: Any) -> str:
     if param.type == "text":
         return repr(value)
     return "[" + ", ".join(repr(float(v)) for v in value) + "]"
-
 
 
 def normalize(

@@ -138,8 +138,13 @@ class Schedule:
         """Warmup-stable-decay: the last ``round(decay_fraction * total_steps)`` steps decay with
         ``decay_shape`` (linear, cosine, 1-sqrt, exponential) to ``final_ratio * peak_lr``."""
         return cls.make(
-            "wsd", peak_lr=peak_lr, total_steps=total_steps, decay_fraction=decay_fraction,
-            decay_shape=decay_shape, final_ratio=final_ratio, **warmup,
+            "wsd",
+            peak_lr=peak_lr,
+            total_steps=total_steps,
+            decay_fraction=decay_fraction,
+            decay_shape=decay_shape,
+            final_ratio=final_ratio,
+            **warmup,
         )
 
     @classmethod
@@ -154,8 +159,12 @@ class Schedule:
     ) -> Schedule:
         """Step decay: times ``factor`` at each milestone (fractions of total_steps; 8-1-1 default)."""
         return cls.make(
-            "multistep", peak_lr=peak_lr, total_steps=total_steps, milestones=tuple(milestones),
-            factor=factor, **warmup,
+            "multistep",
+            peak_lr=peak_lr,
+            total_steps=total_steps,
+            milestones=tuple(milestones),
+            factor=factor,
+            **warmup,
         )
 
     @classmethod
@@ -170,13 +179,21 @@ class Schedule:
     ) -> Schedule:
         """Constant peak, then constant ``second_ratio * peak_lr`` from ``switch_fraction`` on."""
         return cls.make(
-            "two_stage", peak_lr=peak_lr, total_steps=total_steps,
-            switch_fraction=switch_fraction, second_ratio=second_ratio, **warmup,
+            "two_stage",
+            peak_lr=peak_lr,
+            total_steps=total_steps,
+            switch_fraction=switch_fraction,
+            second_ratio=second_ratio,
+            **warmup,
         )
 
     @classmethod
     def inverse_sqrt(
-        cls, peak_lr: float, total_steps: int, *, timescale: int | None = None,
+        cls,
+        peak_lr: float,
+        total_steps: int,
+        *,
+        timescale: int | None = None,
         **warmup: Unpack[Warmup],
     ) -> Schedule:
         """Inverse square root decay after warmup (transformers inverse_sqrt; ``timescale``
@@ -199,8 +216,13 @@ class Schedule:
         """Repeated cosine cycles to ``min_ratio * peak_lr``, each after the first re-warmed
         linearly over ``rewarmup_steps`` (default: ``warmup_steps``), as in continual pre-training."""
         return cls.make(
-            "cyclic", peak_lr=peak_lr, total_steps=total_steps, cycles=cycles,
-            min_ratio=min_ratio, rewarmup_steps=rewarmup_steps, **warmup,
+            "cyclic",
+            peak_lr=peak_lr,
+            total_steps=total_steps,
+            cycles=cycles,
+            min_ratio=min_ratio,
+            rewarmup_steps=rewarmup_steps,
+            **warmup,
         )
 
     @classmethod

@@ -159,4 +159,3 @@ def wsd_decay_steps(total_steps: int, decay_fraction: float) -> int:
 def milestone_steps(total_steps: int, milestones: Iterable[float]) -> list[int]:
     """The step of each milestone fraction: ``round(m * total_steps)``."""
     return [round(m * total_steps) for m in milestones]
-

@@ -22,7 +22,9 @@ from hf_lrlaw.schedules.kinds import (
 __all__ = ["format_schedule", "parse_schedule", "parse_value"]
 
 
-def parse_schedule(text: str, defaults: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+def parse_schedule(
+    text: str, defaults: Mapping[str, Any] | None = None
+) -> tuple[str, dict[str, Any]]:
     """``(kind, values)`` of schedule text, ``defaults`` filling the common parameters it leaves
     out (free_form takes its own from its array); see :meth:`Schedule.parse`."""
     if not isinstance(text, str):
@@ -35,13 +37,7 @@ def parse_schedule(text: str, defaults: Mapping[str, Any] | None = None) -> tupl
         )
     kind = canonical_kind(match.group(1))
     source = f"_({match.group(2)})"
-    try:
-        tree = ast.parse(source, mode="eval")
-    except SyntaxError as err:
-        raise ScheduleError(f"cannot read schedule text {short(text)}: {err.msg}") from None
-    except (ValueError, RecursionError, MemoryError, OverflowError) as err:
-        raise ScheduleError(f"cannot read schedule text {short(text)}: {err}") from None
-    call = tree.body
+    call = _call(source, f"cannot read schedule text {short(text)}")
     if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "_"):
         raise ScheduleError(f"cannot read schedule text {short(text)}: extra text around kind(...)")
     if call.args or any(k.arg is None for k in call.keywords):
@@ -67,13 +63,7 @@ def parse_value(text: str, name: str) -> Any:
     """One parameter value written as in schedule text (a number, a bare or quoted word such as
     ``1-sqrt``, a flat list), as :meth:`Schedule.parse` reads it."""
     source = f"_({name}={text})"
-    try:
-        tree = ast.parse(source, mode="eval")
-    except SyntaxError as err:
-        raise ScheduleError(f"{name}: cannot read value {short(text)}: {err.msg}") from None
-    except (ValueError, RecursionError, MemoryError, OverflowError) as err:
-        raise ScheduleError(f"{name}: cannot read value {short(text)}: {err}") from None
-    call = tree.body
+    call = _call(source, f"{name}: cannot read value {short(text)}")
     if not (isinstance(call, ast.Call) and len(call.keywords) == 1 and not call.args):
         raise ScheduleError(f"{name}: cannot read value {short(text)}")
     return _literal(call.keywords[0].value, source, name)
@@ -93,6 +83,16 @@ def format_schedule(kind: str, common: Mapping[str, Any], params: Mapping[str, A
         if value is not None:
             parts.append(f"{p.name}={format_value(p, value)}")
     return f"{kind}({', '.join(parts)})"
+
+
+def _call(source: str, what: str) -> ast.expr:
+    """The expression of ``source`` (a call ``_(name=value, ...)``), parsed, never evaluated."""
+    try:
+        return ast.parse(source, mode="eval").body
+    except SyntaxError as err:
+        raise ScheduleError(f"{what}: {err.msg}") from None
+    except (ValueError, RecursionError, MemoryError, OverflowError) as err:
+        raise ScheduleError(f"{what}: {err}") from None
 
 
 def _literal(node: ast.expr, source: str, name: str) -> Any:
@@ -122,4 +122,3 @@ def _literal(node: ast.expr, source: str, name: str) -> Any:
     if isinstance(node, ast.BinOp) and re.fullmatch(r"[A-Za-z0-9_.\-]+", word):
         return word  # a bare word with a dash, e.g. 1-sqrt
     raise ScheduleError(f"{name}: cannot read value {short(segment)}")
-
