@@ -28,38 +28,86 @@ if TYPE_CHECKING:
     from hf_lrlaw.priors import Prior, RunContext
 
 MAX_QUADRATURE = 8  # points used to average a prediction over a logging window
+BINNED_QUADRATURE = 2  # and over a group of a binned curve (a small part of a long run)
 
 
 @dataclass
 class CurveData:
+    """One curve as the objective sees it: its points (means of consecutive points when the
+    curve is binned), the law prepared where they are evaluated, and the matrix averaging
+    those evaluations into each point."""
+
     curve: LossCurve
     prep: Any
     y: np.ndarray
     window: sparse.csr_matrix | None  # maps predictions at quadrature steps to logged means
-    point_prep: Any = None  # prepared at the logged steps themselves (for starting values)
+    point_prep: Any = None  # prepared at one step per point (for starting values)
+    binned: bool = False  # the points are means of groups of the curve's points
 
     def __post_init__(self) -> None:
         if self.point_prep is None:
             self.point_prep = self.prep
 
 
-def quadrature(steps: np.ndarray, windows: np.ndarray) -> tuple[np.ndarray, sparse.csr_matrix]:
-    """Steps at which to evaluate a law, and the matrix averaging them over each window."""
-    q = np.minimum(windows, MAX_QUADRATURE)
-    rows = np.repeat(np.arange(len(steps)), q)
+def quadrature(
+    steps: np.ndarray,
+    windows: np.ndarray,
+    groups: np.ndarray | None = None,
+    max_quadrature: int = MAX_QUADRATURE,
+) -> tuple[np.ndarray, sparse.csr_matrix]:
+    """Steps at which to evaluate a law, and the matrix averaging them into each group of
+    points (default: each point its own group). A group's prediction is the mean of the law
+    over the steps its points' windows cover (for windows that meet, exactly their merged
+    window; for point values, the points' own steps), from at most ``max_quadrature`` of those
+    steps, evenly spread."""
+    n = len(steps)
+    groups = np.arange(n) if groups is None else np.asarray(groups)
+    first = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    offsets = np.cumsum(windows) - windows  # where each window starts in their concatenation
+    covered = np.add.reduceat(windows, first)
+    q = np.minimum(covered, max_quadrature)
+    rows = np.repeat(np.arange(len(first)), q)
     within = np.arange(q.sum()) - np.repeat(np.cumsum(q) - q, q)
-    first = np.repeat(steps - windows + 1, q)
-    at = first + np.floor((within + 0.5) * np.repeat(windows / q, q)).astype(np.int64)
+    pos = np.repeat(offsets[first], q) + np.floor(
+        (within + 0.5) * np.repeat(covered / q, q)
+    ).astype(np.int64)
+    point = np.searchsorted(offsets, pos, side="right") - 1
+    at = (steps - windows + 1)[point] + (pos - offsets[point])
     eval_steps, cols = np.unique(at, return_inverse=True)
     weights = 1.0 / np.repeat(q, q)
-    matrix = sparse.csr_matrix((weights, (rows, cols)), shape=(len(steps), len(eval_steps)))
+    matrix = sparse.csr_matrix((weights, (rows, cols)), shape=(len(first), len(eval_steps)))
     return eval_steps, matrix
 
 
-def prepare(law: Law, curve: LossCurve) -> CurveData:
-    if curve.windows is None or np.all(curve.windows == 1):
+def prepare(
+    law: Law,
+    curve: LossCurve,
+    max_points: int | None = None,
+    max_quadrature: int = MAX_QUADRATURE,
+) -> CurveData:
+    """The curve ready for the objective; with more than ``max_points`` points, their means in
+    ``max_points`` groups of consecutive points (window-weighted: a merged train-loss window's
+    mean is exact), so that the cost of a fit does not grow with the length of the log."""
+    windows = curve.point_windows
+    if max_points is not None and len(curve) > max_points:
+        groups = (np.arange(len(curve)) * max_points) // len(curve)
+        first = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+        y = np.add.reduceat(windows * curve.losses, first) / np.add.reduceat(windows, first)
+        eval_steps, matrix = quadrature(
+            curve.steps, windows, groups, min(max_quadrature, BINNED_QUADRATURE)
+        )
+        middle = curve.steps[(first + np.r_[first[1:], len(curve)] - 1) // 2]
+        return CurveData(
+            curve,
+            law.prepare(curve.lrs, eval_steps),
+            y,
+            matrix,
+            law.prepare(curve.lrs, middle),
+            binned=True,
+        )
+    if np.all(windows == 1):
         return CurveData(curve, law.prepare(curve.lrs, curve.steps), curve.losses, None)
-    eval_steps, matrix = quadrature(curve.steps, curve.windows)
+    eval_steps, matrix = quadrature(curve.steps, windows, max_quadrature=max_quadrature)
     prep = law.prepare(curve.lrs, eval_steps)
     return CurveData(curve, prep, curve.losses, matrix, law.prepare(curve.lrs, curve.steps))
 
@@ -211,16 +259,19 @@ def minimise(obj: Objective, starts: np.ndarray) -> tuple[np.ndarray, float, int
     return best_x, best_f, n_ok
 
 
-def goodness(preds: Sequence[np.ndarray], data: Sequence[CurveData]) -> GoodnessOfFit:
-    y = np.concatenate([d.y for d in data])
+def goodness(preds: Sequence[np.ndarray], curves: Sequence[LossCurve]) -> GoodnessOfFit:
+    """How well ``preds`` match the curves' losses: R^2, mean and worst relative error, per
+    curve too."""
+    y = np.concatenate([c.losses for c in curves])
     p = np.concatenate(preds)
     rel = np.abs(p - y) / y
-    ss_tot = float(np.sum((y - y.mean()) ** 2))
-    r2 = 1.0 - float(np.sum((p - y) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
+    with np.errstate(over="ignore", invalid="ignore"):  # losses of 1e300: R^2 is not defined
+        ss_tot = float(np.sum((y - y.mean()) ** 2))
+        r2 = 1.0 - float(np.sum((p - y) ** 2)) / ss_tot if 0 < ss_tot < np.inf else float("nan")
     per = {}
-    for k, (pc, d) in enumerate(zip(preds, data)):
-        rc = np.abs(pc - d.y) / d.y
-        per[d.curve.name or f"curve{k}"] = (float(rc.mean()), float(rc.max()))
+    for k, (pc, c) in enumerate(zip(preds, curves)):
+        rc = np.abs(pc - c.losses) / c.losses
+        per[c.name or f"curve{k}"] = (float(rc.mean()), float(rc.max()))
     return GoodnessOfFit(r2, float(rel.mean()), float(rel.max()), len(y), per)
 
 
@@ -259,12 +310,13 @@ def laplace(obj: Objective, x: np.ndarray) -> tuple[np.ndarray, float, float, li
 def inverse(info: np.ndarray, box: np.ndarray) -> np.ndarray:
     """Inverse of an information matrix; directions it barely constrains get the variance of
     the search box instead of a confident number."""
-    scale = np.sqrt(np.maximum(np.diag(info), 1e-300))
-    corr = info / np.outer(scale, scale)
-    vals, vecs = np.linalg.eigh(corr)
-    weak = vals < 1e-10 * vals.max()
-    inv_vals = np.where(weak, 0.0, 1.0 / np.where(weak, 1.0, vals))
-    cov = (vecs * inv_vals) @ vecs.T / np.outer(scale, scale)
+    with np.errstate(all="ignore"):  # extreme data (losses of 1e300) overflow here, not fail
+        scale = np.sqrt(np.maximum(np.diag(info), 1e-300))
+        corr = info / np.outer(scale, scale)
+        vals, vecs = np.linalg.eigh(corr)
+        weak = vals < 1e-10 * vals.max()
+        inv_vals = np.where(weak, 0.0, 1.0 / np.where(weak, 1.0, vals))
+        cov = (vecs * inv_vals) @ vecs.T / np.outer(scale, scale)
     if np.any(weak):
         touched = np.abs(vecs[:, weak]).max(axis=1) > 0.1
         cov = cov + np.diag(np.where(touched, box**2, 0.0))

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["json_ready", "read_json", "read_text", "write_atomic", "write_json"]
+__all__ = ["json_ready", "json_text", "read_json", "read_text", "write_atomic", "write_json"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -70,10 +70,14 @@ def json_ready(value: Any) -> Any:
     return value
 
 
+def json_text(data: Any, *, indent: int | None = 1) -> str:
+    """``data`` as strict JSON text (see :func:`json_ready`)."""
+    return json.dumps(json_ready(data), indent=indent, allow_nan=False)
+
+
 def write_json(path: str | os.PathLike[str], data: Any, *, indent: int | None = 1) -> Path:
     """:func:`write_atomic` of ``data`` as strict JSON (see :func:`json_ready`)."""
-    text = json.dumps(json_ready(data), indent=indent, allow_nan=False)
-    return write_atomic(path, text + "\n")
+    return write_atomic(path, json_text(data, indent=indent) + "\n")
 
 
 def read_text(path: str | os.PathLike[str], error: type[Exception] = ValueError) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ from scipy.stats import norm
 from hf_lrlaw.curves import LossCurve
 from hf_lrlaw.files import read_json, write_json
 from hf_lrlaw.laws import Law, LawError, get_law
+from hf_lrlaw.limits import rows_per_block
 
 if TYPE_CHECKING:
     from hf_lrlaw.schedules import Schedule
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 SCHEMA = "hf_lrlaw.fit/1"
+PEAK_LR_TOLERANCE = 1.05  # a peak LR within 5% of the fitted runs' range counts as seen
 ANNEAL_SEEN = 0.02  # an LR drop below 2% of the peak does not tell the annealing coefficient
 # The largest loss drop a full LR decay can bring, relative to L0, when the data cannot tell it:
 # at most 0.10 on the 234 public runs whose fit determines it (peak LR <= 3e-3, the gain grows
@@ -44,6 +46,8 @@ MAX_ANNEAL_GAIN = 0.15
 
 class FitError(ValueError):
     """The curves cannot be fitted as asked; the message says why."""
+
+    __module__ = "hf_lrlaw"  # raised from submodules, public at the top level
 
 
 @dataclass(frozen=True)
@@ -163,45 +167,83 @@ class Fit:
 
     # -- prediction ------------------------------------------------------------------------
     def predict(self, lrs: np.ndarray | Schedule | LossCurve, steps: Any = None) -> np.ndarray:
-        """Predicted loss at ``steps`` (default: the last step) of a run with these per-step LRs."""
+        """Predicted loss at ``steps`` (default: the last step) of a run with these per-step LRs.
+
+        FitError where the law gives no loss: before any training at a non-zero LR, or where
+        it extrapolates below zero (a schedule far outside what the fit has seen)."""
         law, (lr_arr, st) = self.law_object, _lrs_and_steps(lrs, steps)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             pred = law.predict(self.theta, law.prepare(lr_arr, st)) * self.bias_factor(st)
-        return np.where(np.isfinite(pred), pred, np.nan)  # nan: before any training
+        _check_losses(self.law, pred, st, lr_arr)
+        return pred
 
     def predict_interval(
         self, lrs: np.ndarray | Schedule | LossCurve, steps: Any = None, level: float = 0.9
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(mean, low, high)`` at ``steps``; see the class docstring for what the band holds."""
+        """``(mean, low, high)`` at ``steps``; see the class docstring for what the band holds
+        and :meth:`predict` for where there is no prediction."""
+        _check_level(level)
         law, (lr_arr, st) = self.law_object, _lrs_and_steps(lrs, steps)
-        return self._interval(law, law.prepare(lr_arr, st), level, st)
+        mean, low, high = self._interval(law, law.prepare(lr_arr, st), level, st)
+        _check_losses(self.law, mean, st, lr_arr)
+        return mean, low, high
 
     def predict_final(
         self, schedules: Sequence[np.ndarray | Schedule] | np.ndarray, level: float = 0.9
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(mean, low, high)`` of the final loss of many schedules, vectorised per horizon."""
+        """``(mean, low, high)`` of the final loss of many schedules, vectorised per horizon.
+
+        A schedule the law gives no loss for (see :meth:`predict`) has NaN in all three, for
+        the caller to flag (:func:`hf_lrlaw.rank` ranks it last, with the reason); use
+        :meth:`no_prediction` for the reason."""
+        _check_level(level)
         law = self.law_object
-        if isinstance(schedules, np.ndarray) and schedules.ndim == 2:
-            blocks = [(np.arange(len(schedules)), np.asarray(schedules, dtype=np.float64))]
-            n = len(schedules)
-        else:
-            rows = [_lrs_and_steps(s, None)[0] for s in schedules]
-            n = len(rows)
-            by_len: dict[int, list[int]] = {}
-            for i, r in enumerate(rows):
-                by_len.setdefault(len(r), []).append(i)
-            blocks = [
-                (np.asarray(idx), np.stack([rows[i] for i in idx])) for idx in by_len.values()
-            ]
-        mean, low, high = (np.empty(n) for _ in range(3))
-        for idx, block in blocks:
-            if np.any(~np.isfinite(block)) or np.any(block < 0):
-                raise FitError("predict_final(): learning rates must be finite and >= 0")
-            for chunk in np.array_split(np.arange(len(idx)), max(1, len(idx) // 512)):
-                final = np.full(len(chunk), block.shape[1] - 1)
-                m, lo, hi = self._interval(law, law.prepare_final(block[chunk]), level, final)
-                mean[idx[chunk]], low[idx[chunk]], high[idx[chunk]] = m, lo, hi
+        n = len(schedules)
+        mean, low, high = np.empty(n), np.empty(n), np.empty(n)
+        for idx, block in lr_blocks(schedules):
+            m, lo, hi = self.final_interval(law.prepare_final(block), block.shape, level)
+            untrained = block.sum(axis=1) <= 0
+            mean[idx], low[idx], high[idx] = (np.where(untrained, np.nan, a) for a in (m, lo, hi))
         return mean, low, high
+
+    def final_interval(
+        self, prep: Any, shape: tuple[int, int], level: float = 0.9
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(mean, low, high)`` of the final loss from the law's ``prepare_final`` of a block
+        of ``shape = (schedules, steps)`` LRs (NaN where the law gives no loss)."""
+        final = np.full(shape[0], shape[1] - 1)
+        return self._interval(self.law_object, prep, level, final)
+
+    def no_prediction(
+        self, lrs: np.ndarray | Schedule | LossCurve, steps: Any = None
+    ) -> str | None:
+        """Why the law gives no loss for this schedule at ``steps`` (default: its last step),
+        or None where it does."""
+        law, (lr_arr, st) = self.law_object, _lrs_and_steps(lrs, steps)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            pred = law.predict(self.theta, law.prepare(lr_arr, st)) * self.bias_factor(st)
+        try:
+            _check_losses(self.law, pred, st, lr_arr)
+        except FitError as exc:
+            return str(exc)
+        return None
+
+    def extrapolation_note(self, schedule: Schedule) -> str | None:
+        """A note when ``schedule``'s peak LR lies outside the fitted runs' (by more than 5%):
+        the single-peak laws extrapolate in schedule shape and length, not in peak LR."""
+        if getattr(self.law_object, "carries_peak_lr", False):
+            return None
+        peaks = [float(c["peak_lr"]) for c in self.curves if c.get("peak_lr")]
+        if not peaks:
+            return None
+        lo, hi = min(peaks), max(peaks)
+        if lo / PEAK_LR_TOLERANCE <= schedule.peak_lr <= hi * PEAK_LR_TOLERANCE:
+            return None
+        seen = f"{lo:.3g}" if hi <= lo * PEAK_LR_TOLERANCE else f"{lo:.3g}..{hi:.3g}"
+        return (
+            f"peak LR {schedule.peak_lr:.3g} outside the fitted runs' {seen}: an extrapolation "
+            f"in peak LR, which the {self.law} law does not model"
+        )
 
     def _interval(self, law: Law, prep: Any, level: float, steps: np.ndarray):
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -321,10 +363,25 @@ class Fit:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Fit:
+        """A Fit from :meth:`to_dict` output; FitError naming the field that is missing or not
+        what a fit writes (a corrupt or hand-edited file is refused, not half-used)."""
+        if not isinstance(data, Mapping):
+            raise FitError(f"a saved Fit is a JSON object, not {type(data).__name__}")
         schema = data.get("schema")
         if schema != SCHEMA:
             raise FitError(f"not a saved Fit of schema {SCHEMA!r} (found {schema!r})")
+        field_name = "law"
         try:
+            law = get_law(str(data["law"]), **dict(data["law_options"]))
+        except KeyError as exc:
+            raise FitError(f"saved Fit has no {exc.args[0]!r}") from None
+        except (LawError, TypeError, ValueError) as exc:
+            raise FitError(f"saved Fit names a law this version cannot build: {exc}") from None
+        names = [p.name for p in law.params]
+        try:
+            field_name = "params"
+            params = {n: _finite_number(data["params"][n], f"params.{n}") for n in names}
+            field_name = "goodness"
             g = data["goodness"]
             goodness = GoodnessOfFit(
                 _number(g["r2"]),
@@ -333,15 +390,22 @@ class Fit:
                 int(g["n_points"]),
                 {k: tuple(v) for k, v in g.get("per_curve", {}).items()},
             )
+            field_name = "cov"
+            cov = np.asarray(data["cov"], dtype=float)
+            field_name = "log_params"
+            log_params = tuple(bool(b) for b in data["log_params"])
+            field_name = "bounds"
+            bounds = tuple((float(a), float(b)) for a, b in data["bounds"])
+            field_name = "scatter"
             out = cls(
-                law=data["law"],
-                params={k: float(v) for k, v in data["params"].items()},
+                law=law.name,
+                params=params,
                 law_options=dict(data["law_options"]),
-                cov=np.asarray(data["cov"], dtype=float),
-                log_params=tuple(bool(b) for b in data["log_params"]),
-                bounds=tuple((float(a), float(b)) for a, b in data["bounds"]),
+                cov=cov,
+                log_params=log_params,
+                bounds=bounds,
                 goodness=goodness,
-                scatter=float(data["scatter"]),
+                scatter=_finite_number(data["scatter"], "scatter"),
                 autocorrelation=float(data["autocorrelation"]),
                 determined={k: bool(v) for k, v in data["determined"].items()},
                 annealing_identified=bool(data["annealing_identified"]),
@@ -353,12 +417,29 @@ class Fit:
                 prior=data.get("prior"),
                 discrepancy=data.get("discrepancy"),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FitError(f"saved Fit is incomplete or malformed: {exc!r}") from None
-        try:
-            out.law_object  # noqa: B018 - validates law name and options
-        except LawError as exc:
-            raise FitError(f"saved Fit names a law this version cannot build: {exc}") from None
+        except KeyError as exc:
+            raise FitError(f"saved Fit has no {exc.args[0]!r} (in {field_name!r})") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise FitError(f"saved Fit: {field_name!r} is malformed ({exc})") from None
+        p = len(names)
+        if cov.shape != (p, p):
+            raise FitError(f"saved Fit: 'cov' must be a {p}x{p} matrix, got shape {cov.shape}")
+        if not np.all(np.isfinite(cov)):
+            raise FitError("saved Fit: 'cov' holds NaN or infinite values")
+        if len(log_params) != p or len(bounds) != p:
+            raise FitError(
+                f"saved Fit: 'log_params' and 'bounds' need one entry per parameter ({p})"
+            )
+        for k, (name, (lo, hi)) in enumerate(zip(names, bounds)):
+            value = params[name]
+            slack = 1e-9 * max(abs(lo), abs(hi), 1.0)  # exp(log(x)) rounding at a bound
+            if not lo - slack <= value <= hi + slack or (log_params[k] and value <= 0):
+                raise FitError(
+                    f"saved Fit: parameter {name}={value!r} is outside its bounds [{lo}, {hi}]"
+                )
+        if out.scatter < 0:
+            raise FitError(f"saved Fit: 'scatter' must be >= 0, got {out.scatter}")
+        _check_records(out)
         return out
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -388,9 +469,97 @@ def fit_data(data: Any, where: str | os.PathLike[str]) -> dict[str, Any]:
     return dict(data)
 
 
+def _check_records(f: Fit) -> None:
+    """The saved Fit's records (curves, prior, calibration, ...) have the shape a fit writes."""
+    if not all(isinstance(c, Mapping) for c in f.curves):
+        raise FitError("saved Fit: 'curves' must be a list of objects")
+    for c in f.curves:
+        for key in ("peak_lr", "last_step", "total_steps", "planned_steps", "warmup_steps"):
+            value = c.get(key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float))
+            ):
+                raise FitError(f"saved Fit: curves[].{key} must be a number, got {value!r}")
+    if not all(isinstance(n, str) for n in f.notes):
+        raise FitError("saved Fit: 'notes' must be a list of texts")
+    for name in ("prior", "selection", "discrepancy"):
+        value = getattr(f, name)
+        if value is not None and not isinstance(value, Mapping):
+            raise FitError(f"saved Fit: {name!r} must be an object or null, got {value!r}")
+    d = f.discrepancy
+    if d is not None:
+        cal = d.get("calibration")
+        last = d.get("last_step")
+        if not isinstance(cal, Mapping) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in cal.values()
+        ):
+            raise FitError("saved Fit: discrepancy.calibration must map terms to finite numbers")
+        if isinstance(last, bool) or not isinstance(last, int):
+            raise FitError(f"saved Fit: discrepancy.last_step must be a step, got {last!r}")
+
+
+def _finite_number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
 def _number(value: Any) -> float:
     """A saved float; null (what JSON keeps of NaN) is NaN again."""
     return float("nan") if value is None else float(value)
+
+
+def lr_blocks(
+    schedules: Sequence[np.ndarray | Schedule] | np.ndarray,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(indices, LRs)`` blocks of schedules of one length, each at most
+    :data:`~hf_lrlaw.limits.BLOCK_FLOATS` LRs: what many-schedule scoring works on, in bounded
+    memory whatever the number and length of the schedules (each LR array is made when its
+    block is)."""
+    if isinstance(schedules, np.ndarray) and schedules.ndim == 2:
+        lengths = [schedules.shape[1]] * len(schedules)
+    else:
+        lengths = [_length(s) for s in schedules]
+    by_len: dict[int, list[int]] = {}
+    for i, t in enumerate(lengths):
+        by_len.setdefault(t, []).append(i)
+    for t, idx in by_len.items():
+        step = rows_per_block(t)
+        for start in range(0, len(idx), step):
+            chunk = np.asarray(idx[start : start + step])
+            block = np.stack([_lrs_and_steps(schedules[i], None)[0] for i in chunk])
+            yield chunk, block
+
+
+def _length(schedule: Any) -> int:
+    if isinstance(schedule, LossCurve):
+        return len(schedule.lrs)
+    if hasattr(schedule, "total_steps") and hasattr(schedule, "lrs"):
+        return int(schedule.total_steps)
+    return len(np.asarray(schedule))
+
+
+def _check_level(level: Any) -> None:
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise FitError(f"level must be a probability in (0, 1), e.g. 0.9; got {level!r}")
+
+
+def _check_losses(law: str, pred: np.ndarray, steps: np.ndarray, lrs: np.ndarray) -> None:
+    """FitError naming the steps where the law's prediction is not a loss, and why."""
+    untrained = np.cumsum(lrs)[steps] <= 0
+    bad = ~(np.isfinite(pred) & (pred > 0)) | untrained
+    if not np.any(bad):
+        return
+    at = ", ".join(str(int(s)) for s in steps[bad][:5]) + (", ..." if bad.sum() > 5 else "")
+    if np.any(untrained):
+        why = "no training at a non-zero LR has happened yet there (the laws need some LR area)"
+    else:
+        why = (
+            "the law extrapolates below zero there: the schedule is far outside what the fit "
+            "has seen (e.g. a peak LR or an LR decay much larger than in the fitted runs)"
+        )
+    raise FitError(f"the {law} law gives no loss at step {at}: {why}")
 
 
 def _lrs_and_steps(lrs: Any, steps: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -407,7 +576,17 @@ def _lrs_and_steps(lrs: Any, steps: Any) -> tuple[np.ndarray, np.ndarray]:
     if steps is None:
         st = np.array([len(arr) - 1])
     else:
-        st = np.atleast_1d(np.asarray(steps, dtype=np.int64))
+        raw = np.atleast_1d(np.asarray(steps))
+        if raw.ndim != 1 or not (
+            np.issubdtype(raw.dtype, np.integer)
+            or (
+                np.issubdtype(raw.dtype, np.floating)
+                and np.all(np.isfinite(raw))
+                and np.all(raw == np.round(raw))
+            )
+        ):
+            raise FitError("predict(): steps must be whole numbers")
+        st = raw.astype(np.int64)
         if np.any(st < 0) or np.any(st >= len(arr)):
             raise FitError(f"predict(): steps must lie in 0..{len(arr) - 1}, the LR array's range")
     return arr, st

@@ -39,6 +39,7 @@ from hf_lrlaw.threads import numpy_blas_single_thread
 __all__ = [
     "ANNEAL_INFORMATIVE",
     "HUBER_DELTA",
+    "MAX_POINTS",
     "PRIOR_NARROW_EARLY",
     "SCHEMA",
     "Fit",
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 HUBER_DELTA = 1e-3
+MAX_POINTS = 512  # per curve; a longer log is fitted on means of consecutive points
+POINT_BLOCK = 4096  # points evaluated at once when a fit is judged on every point
 # Until the LR has decayed to half its peak, the data confound the annealing gain with the power
 # law's curvature: a prior's std on the features of the annealing coefficient is narrowed 10x
 # (chosen by the priors' in-source K-fold error; early-prediction error 2.16% -> 0.66% on
@@ -67,6 +70,7 @@ def fit(
     weights: str = "points",
     delta: float = HUBER_DELTA,
     min_step: int = 0,
+    max_points: int | None = MAX_POINTS,
 ) -> Fit:
     """Fit ``law`` jointly to ``curves`` (shared parameters) and return a :class:`Fit`.
 
@@ -92,9 +96,16 @@ def fit(
         delta: the Huber threshold on ``log(pred) - log(loss)``.
         min_step: points before this step are not fitted (the initial transient, which the
             laws do not describe); the LRs before it still count. Curves with no point left
-            are dropped.
+            are dropped. Points measured before any training at a non-zero LR (the loss at
+            step 0 of a warmup from LR 0) are always left out, with a note.
+        max_points: a curve with more points is fitted on the means of this many groups of
+            consecutive points (exact for train-loss windows that meet), so that a fit's cost
+            does not grow with the length of the log; goodness of fit and the scatter of the
+            data are still measured on every point. None fits every point.
     """
     curves = _as_curves(curves)
+    if isinstance(min_step, bool) or not isinstance(min_step, (int, np.integer)):
+        raise FitError(f"min_step must be a whole number of steps, got {min_step!r}")
     if min_step < 0:
         raise FitError(f"min_step must be >= 0, got {min_step}")
     if min_step > 0:
@@ -102,8 +113,10 @@ def fit(
         if not kept:
             raise FitError(f"no curve has a point at step {min_step} or later (min_step)")
         curves = kept
+    curves, untrained = _trained(curves)
     if weights not in ("points", "curves"):
         raise FitError(f"weights must be 'points' or 'curves', got {weights!r}")
+    _check_arguments(law, law_options, n_starts, delta, max_points)
     _check_calibration(calibration)
     try:
         choice = PriorChoice.resolve(prior)
@@ -112,14 +125,21 @@ def fit(
     options = dict(law_options or {})
     if law == "auto" and isinstance(prior, Fit):  # an earlier run's Fit names the law
         law, options = prior.law, dict(prior.law_options)
-    settings = _Settings(choice, calibration, n_starts, weights, delta)
+    settings = _Settings(choice, calibration, n_starts, weights, delta, max_points)
     # The fit's linear algebra is on tiny matrices: BLAS threads only add latency (4x slower
     # measured on 2 busy cores). Only numpy's and scipy's BLAS are limited, not torch's, which
     # may be training in another thread of this process.
     with numpy_blas_single_thread():
         if law == "auto":
-            return _fit_auto(curves, options, settings)
-        return _fit_one(curves, law, options, settings)
+            out = _fit_auto(curves, options, settings)
+        else:
+            out = _fit_one(curves, law, options, settings)
+    if untrained:
+        out.notes.append(
+            f"{untrained} point(s) measured before any training at a non-zero LR (e.g. the loss "
+            "at step 0 of a warmup from LR 0) were left out: the laws describe a model in training"
+        )
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +151,7 @@ class _Settings:
     n_starts: int
     weights: str
     delta: float
+    max_points: int | None
 
     def without_calibration(self) -> _Settings:
         return dataclasses.replace(self, calibration=None)
@@ -146,6 +167,49 @@ def _as_curves(curves: LossCurve | Iterable[LossCurve]) -> list[LossCurve]:
     if not out:
         raise FitError("fit() needs at least one loss curve")
     return out
+
+
+def _trained(curves: list[LossCurve]) -> tuple[list[LossCurve], int]:
+    """The curves without points measured before any training (:meth:`LossCurve.trained`),
+    curves left with none dropped, and how many points were left out."""
+    out, dropped = [], 0
+    for c in curves:
+        kept = c.trained()
+        dropped += len(c) - len(kept)
+        if len(kept) or not len(c):
+            out.append(kept)
+    if not out:
+        raise FitError(
+            "every loss point was measured before any training at a non-zero LR; the laws "
+            "describe a model in training"
+        )
+    return out, dropped
+
+
+def _check_arguments(
+    law: Any, law_options: Any, n_starts: Any, delta: Any, max_points: Any
+) -> None:
+    if not isinstance(law, (str, Law)):
+        raise FitError(
+            f"law must be 'auto', one of {available_laws()} or a Law object, got {law!r}"
+        )
+    if law_options is not None and not isinstance(law_options, Mapping):
+        raise FitError(f"law_options must be a dict of law options, got {law_options!r}")
+    if isinstance(n_starts, bool) or not isinstance(n_starts, (int, np.integer)) or n_starts < 1:
+        raise FitError(f"n_starts must be a whole number >= 1, got {n_starts!r}")
+    if (
+        isinstance(delta, bool)
+        or not isinstance(delta, (int, float))
+        or not math.isfinite(delta)
+        or delta <= 0
+    ):
+        raise FitError(f"delta (the Huber threshold) must be a number > 0, got {delta!r}")
+    if max_points is not None and (
+        isinstance(max_points, bool)
+        or not isinstance(max_points, (int, np.integer))
+        or max_points < 8
+    ):
+        raise FitError(f"max_points must be None or a whole number >= 8, got {max_points!r}")
 
 
 def _check_calibration(calibration: Any) -> None:
@@ -206,14 +270,7 @@ def _fit_one(
             f"the {law.name} law has {n_params} parameters and needs at least {needed} "
             f"loss points{' with a prior' if prior else ''}; the curves hold {n_points}"
         )
-    for c in used:
-        s1 = np.cumsum(c.lrs)[c.steps]
-        if np.any(s1 <= 0):
-            raise FitError(
-                f"curve {c.name!r}: a loss is observed at step {int(c.steps[np.argmax(s1 <= 0)])}"
-                " before any training at a non-zero LR; drop that point"
-            )
-    data = [prepare(law, c) for c in used]
+    data = [prepare(law, c, settings.max_points) for c in used]
     if settings.weights == "points":
         point_w = [np.ones(len(d.y)) for d in data]
     else:
@@ -241,9 +298,25 @@ def _fit_one(
         obj.data_weight = settings.delta**2 / max(s2 * (1 + rho) / (1 - rho), 1e-300)
         x, fval, _ = minimise(obj, np.vstack([space.to_theta(x), starts[:1]]))
     theta = space.to_theta(x)
-    cov, _, rho, determined = laplace(obj, x)
+    try:
+        cov, _, rho, determined = laplace(obj, x)
+    except np.linalg.LinAlgError as exc:
+        cov = np.full((n_params, n_params), np.nan)
+        reason = str(exc)
+    else:
+        reason = "it overflows"
+    if not np.all(np.isfinite(cov)):
+        raise FitError(
+            f"the {law.name} law's uncertainty cannot be computed on these curves (the curvature "
+            f"of the fit is not finite: {reason}); check them for extreme losses or LRs (losses "
+            f"from {min(float(c.losses.min()) for c in used):.3g} to "
+            f"{max(float(c.losses.max()) for c in used):.3g})"
+        )
     res, _ = obj.residuals(x)
     preds = [np.exp(r + ly) for r, ly in zip(res, obj.log_y)]
+    if any(d.binned for d in data):  # judge the fit on every point, not on the groups' means
+        preds = [_every_point(law, theta, c) for c in used]
+        res = [np.log(p) - np.log(c.losses) for p, c in zip(preds, used)]
     names = [p.name for p in law.params]
     identified, notes = _identifiability(law, space, x, determined, anneal_seen, prior)
     record = None
@@ -256,7 +329,7 @@ def _fit_one(
         cov=cov,
         log_params=tuple(bool(b) for b in space.is_log),
         bounds=tuple((float(a), float(b)) for a, b in zip(space.lower, space.upper)),
-        goodness=goodness(preds, data),
+        goodness=goodness(preds, used),
         scatter=scatter(np.concatenate(res)),
         autocorrelation=rho,
         determined={n: bool(d) for n, d in zip(names, determined)},
@@ -269,6 +342,20 @@ def _fit_one(
     )
     f.discrepancy = _discrepancy(f, law, prior, settings)
     return f
+
+
+def _every_point(law: Law, theta: np.ndarray, curve: LossCurve) -> np.ndarray:
+    """The law's value at every point of a long curve, in blocks of points (bounded memory;
+    two quadrature steps per train-loss window)."""
+    out = []
+    for start in range(0, len(curve), POINT_BLOCK):
+        keep = np.zeros(len(curve), dtype=bool)
+        keep[start : start + POINT_BLOCK] = True
+        d = prepare(law, curve.select(keep), max_quadrature=2)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            pred = law.predict(theta, d.prep)
+        out.append(d.window @ pred if d.window is not None else pred)
+    return np.concatenate(out)
 
 
 def _identifiability(

@@ -44,6 +44,8 @@ FIT_TRANSFER_WIDTH = 0.15  # extra spread (log units) when an earlier run's Fit 
 class PriorError(ValueError):
     """A prior that cannot be used as asked."""
 
+    __module__ = "hf_lrlaw"  # raised from submodules, public at the top level
+
 
 @dataclass(frozen=True)
 class RunContext:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
-from hf_lrlaw.fit_result import Fit, FitError
+from hf_lrlaw.files import json_ready
+from hf_lrlaw.fit_result import Fit, FitError, lr_blocks
 from hf_lrlaw.schedules import Schedule
 
 __all__ = ["Ranked", "Ranking", "rank"]
@@ -35,17 +37,29 @@ class Ranked:
     prob_best: float
     gap: float  # predicted - best predicted
     gap_high: float  # upper bound of (this - best) at the ranking's level; < 0 never happens
+    flag: str | None = (
+        None  # why there is no prediction (NaN fields), or why it is an extrapolation
+    )
+
+    @property
+    def valid(self) -> bool:
+        """Whether the law gives this candidate a loss (its fields are numbers)."""
+        return bool(np.isfinite(self.predicted))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "rank": self.rank,
-            "schedule": str(self.schedule),
-            "predicted": self.predicted,
-            "low": self.low,
-            "high": self.high,
-            "prob_best": self.prob_best,
-            "gap": self.gap,
-        }
+        """A JSON-ready row: no prediction is ``None`` (with the ``flag`` saying why)."""
+        return json_ready(
+            {
+                "rank": self.rank,
+                "schedule": str(self.schedule),
+                "predicted": self.predicted,
+                "low": self.low,
+                "high": self.high,
+                "prob_best": self.prob_best,
+                "gap": self.gap,
+                "flag": self.flag,
+            }
+        )
 
 
 @dataclass
@@ -80,6 +94,8 @@ class Ranking:
         lo_z = norm.ppf(0.5 + self.level / 2)
         out = []
         for r in self.rows:
+            if not r.valid:
+                continue
             sd = (r.gap_high - r.gap) / lo_z if lo_z > 0 else 0.0
             if r.gap - lo_z * sd <= margin * best:
                 out.append(r)
@@ -87,18 +103,25 @@ class Ranking:
 
     def to_markdown(self, k: int = 10) -> str:
         pct = f"{self.level:.0%}"
+        shown = self.rows[:k]
+        flags = any(r.flag for r in shown)
         lines = [
-            f"| rank | schedule | predicted final loss | {pct} interval | P(best) |",
-            "|---:|---|---:|---|---:|",
+            f"| rank | schedule | predicted final loss | {pct} interval | P(best) |"
+            + (" note |" if flags else ""),
+            "|---:|---|---:|---|---:|" + ("---|" if flags else ""),
         ]
-        for r in self.rows[:k]:
-            lines.append(
-                f"| {r.rank} | `{r.schedule}` | {r.predicted:.4f} | "
-                f"[{r.low:.4f}, {r.high:.4f}] | {r.prob_best:.2f} |"
+        for r in shown:
+            cells = (
+                f"| {r.rank} | `{r.schedule}` | {r.predicted:.4f} | [{r.low:.4f}, {r.high:.4f}] "
+                f"| {r.prob_best:.2f} |"
+                if r.valid
+                else f"| {r.rank} | `{r.schedule}` | - | - | 0.00 |"
             )
+            lines.append(cells + (f" {r.flag or ''} |" if flags else ""))
         return "\n".join(lines)
 
     def to_csv(self) -> str:
+        """Every row as CSV (an empty cell where a candidate has no prediction)."""
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=list(self.rows[0].to_dict()) if self.rows else ["rank"])
         w.writeheader()
@@ -127,19 +150,30 @@ def rank(
     searcher asks when deciding whether any candidate can still beat the leader). Schedule
     text may leave out the fitted run's peak LR, length and warmup (:meth:`Fit.run_defaults`).
     """
-    if not 0 < level < 1:
-        raise FitError(f"level must be in (0, 1), got {level}")
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise FitError(f"level must be a probability in (0, 1), e.g. 0.9; got {level!r}")
+    if isinstance(schedules, (str, Schedule)):
+        raise FitError("rank() takes a list of candidate schedules; wrap the one given in a list")
     run = fit.run_defaults() if any(isinstance(s, str) for s in schedules) else None
     scheds = [Schedule.parse(s, defaults=run) if isinstance(s, str) else s for s in schedules]
     if not scheds:
         raise FitError("rank() needs at least one candidate schedule")
-    mean, low, high = fit.predict_final(scheds, level=level)
-    draws = _joint_draws(fit, scheds, n_samples, seed, noise)  # (samples, schedules)
-    order = np.argsort(mean, kind="stable")
+    mean, low, high, draws = _predictions(fit, scheds, level, n_samples, seed, noise)
+    valid = np.isfinite(mean) & np.isfinite(low) & np.isfinite(high)
+    if not valid.any():
+        raise FitError(f"no candidate has a prediction: {fit.no_prediction(scheds[0])}")
+    draws[:, ~valid] = np.inf  # never the best
+    order = np.r_[np.flatnonzero(valid)[np.argsort(mean[valid], kind="stable")],
+                  np.flatnonzero(~valid)]  # fmt: skip
     best = order[0]
     winners = np.bincount(np.argmin(draws, axis=1), minlength=len(scheds)) / len(draws)
-    diff = draws - draws[:, [best]]
-    gap_high = np.quantile(diff, 0.5 + level / 2, axis=0)
+    with np.errstate(invalid="ignore"):
+        diff = draws - draws[:, [best]]
+    diff[~np.isfinite(diff)] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no prediction
+        gap_high = np.nanquantile(diff, 0.5 + level / 2, axis=0)
+    flags = _flags(fit, scheds, valid)
     rows = [
         Ranked(
             rank=k + 1,
@@ -149,18 +183,34 @@ def rank(
             high=float(high[i]),
             prob_best=float(winners[i]),
             gap=float(mean[i] - mean[best]),
-            gap_high=float(max(gap_high[i], mean[i] - mean[best])),
+            gap_high=float(max(gap_high[i], mean[i] - mean[best])) if valid[i] else float("nan"),
+            flag=flags[i],
         )
         for k, i in enumerate(order)
     ]
     notes = list(fit.notes)
+    if not valid.all():
+        notes.append(
+            f"{int((~valid).sum())} candidate(s) have no prediction (out of the law's domain) "
+            "and are ranked last; their note says why"
+        )
     return Ranking(rows, fit.law, level, notes)
 
 
-def _joint_draws(
-    fit: Fit, scheds: Sequence[Schedule], n: int, seed: int, noise: bool = True
-) -> np.ndarray:
-    """Final losses of every schedule under ``n`` joint draws of the parameters."""
+def _flags(fit: Fit, scheds: Sequence[Schedule], valid: np.ndarray) -> list[str | None]:
+    """Per candidate: why it has no prediction, or why it is an extrapolation."""
+    return [
+        fit.extrapolation_note(s) if ok else (fit.no_prediction(s) or "no prediction")
+        for s, ok in zip(scheds, valid)
+    ]
+
+
+def _predictions(
+    fit: Fit, scheds: Sequence[Schedule], level: float, n: int, seed: int, noise: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, low and high final loss of every schedule, and its final loss under ``n`` joint
+    draws of the parameters (plus, with ``noise``, a run-to-run scatter per schedule); one
+    pass over the schedules in blocks of bounded size. A draw that is no loss is +inf."""
     rng = np.random.default_rng(seed)
     law = fit.law_object
     x = np.where(fit.log_params, np.log(np.maximum(fit.theta, 1e-300)), fit.theta)
@@ -177,15 +227,20 @@ def _joint_draws(
             # Unknown annealing gain: draw it between none and the fitted value's box.
             k = [p.name for p in law.params].index(name)
             thetas[:, k] *= rng.uniform(0.0, 1.0, size=n)
-    out = np.empty((n, len(scheds)))
-    by_len: dict[int, list[int]] = {}
-    for i, s in enumerate(scheds):
-        by_len.setdefault(s.total_steps, []).append(i)
-    for total, idx in by_len.items():
-        prep = law.prepare_final(np.stack([scheds[i].lrs() for i in idx]))
+    m = len(scheds)
+    mean, low, high = np.empty(m), np.empty(m), np.empty(m)
+    draws = np.empty((n, m))
+    for idx, block in lr_blocks(scheds):
+        total = block.shape[1]
+        prep = law.prepare_final(block)
+        mean[idx], low[idx], high[idx] = fit.final_interval(prep, block.shape, level)
         shift = fit.bias_factor(total - 1)
-        for j in range(n):
-            out[j, idx] = law.predict(thetas[j], prep) * shift
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            for j in range(n):
+                draws[j, idx] = law.predict(thetas[j], prep) * shift
+        untrained = block.sum(axis=1) <= 0
+        mean[idx[untrained]] = low[idx[untrained]] = high[idx[untrained]] = np.nan
     if noise:
-        out *= np.exp(rng.normal(0.0, fit.scatter, size=out.shape))
-    return out
+        draws *= np.exp(rng.normal(0.0, fit.scatter, size=draws.shape))
+    draws[~(np.isfinite(draws) & (draws > 0))] = np.inf
+    return mean, low, high, draws

@@ -13,28 +13,25 @@ import tempfile
 
 import pytest
 
+# Every Ray the suite starts (fixtures, Tuners, subprocesses that inherit this environment) stays
+# on 127.0.0.1 and needs no token. Ray reads the first at import time: set before any import.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
 
 @pytest.fixture(scope="module")
 def local_ray(request):
-    """A local Ray with 2 CPUs on loopback, token auth off, its files in a short /tmp folder
+    """A local Ray with 2 CPUs (on loopback, token auth off: see above), its files in a short /tmp folder
     (Ray's socket paths are limited); shut down after the module. The test module's own
     functions (model and data factories) are shipped to the workers by value."""
     import ray
 
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # keeps Ray on 127.0.0.1 on Linux
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp, log_to_driver=False)
     ray.cloudpickle.register_pickle_by_value(sys.modules[request.module.__name__])
     yield ray
     ray.shutdown()
     shutil.rmtree(temp, ignore_errors=True)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 @pytest.fixture(scope="module")

@@ -436,8 +436,11 @@ def test_bad_input_is_refused_clearly():
     with pytest.raises(FitError, match="LossCurve"):
         hf_lrlaw.fit([{"steps": [1]}], "momentum")
     zero_start = np.r_[0.0, np.full(99, 1e-3)]
+    # the untrained model's loss at step 0 (every logging_steps=1 log has one) is left out
+    f = hf_lrlaw.fit(LossCurve(zero_start, np.arange(0, 90, 10), np.linspace(3, 2, 9)), "power")
+    assert f.goodness.n_points == 8 and any("before any training" in n for n in f.notes)
     with pytest.raises(FitError, match="before any training"):
-        hf_lrlaw.fit(LossCurve(zero_start, np.arange(0, 90, 10), np.linspace(3, 2, 9)), "power")
+        hf_lrlaw.fit(LossCurve(np.r_[np.zeros(50), np.full(50, 1e-3)], [10, 20, 30], [3, 2, 1]))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         losses = np.linspace(3, 2, 8)

@@ -16,7 +16,13 @@ PACKAGES = ("hf_lrlaw", "tune_search")
 
 # Lowest first: a module may import modules of its own layer or of lower ones, never higher.
 LAYERS: list[tuple[str, ...]] = [
-    ("hf_lrlaw._version", "hf_lrlaw._extras", "hf_lrlaw.files", "hf_lrlaw.threads"),
+    (
+        "hf_lrlaw._version",
+        "hf_lrlaw._extras",
+        "hf_lrlaw.files",
+        "hf_lrlaw.limits",
+        "hf_lrlaw.threads",
+    ),
     ("hf_lrlaw.schedules", "hf_lrlaw.laws"),  # the pure numpy core
     ("hf_lrlaw.curves",),
     ("hf_lrlaw.datasets",),

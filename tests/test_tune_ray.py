@@ -4,7 +4,7 @@ against the simulated world, resuming an interrupted search, bad trials, the hig
 from __future__ import annotations
 
 import json
-import os
+import time
 from pathlib import Path
 
 import pytest
@@ -112,30 +112,43 @@ def test_interrupted_search_resumes_without_repeating_finished_trials(
     )
     log = tmp_path / "starts.tsv"
     marker = tmp_path / "interrupted"
-    trainable = world.trainable(metric="loss", sleep=0.002, start_log=str(log))
+    experiment = tmp_path / "results" / "resume"
+    simulated = world.trainable(metric="loss", sleep=0.002, start_log=str(log))
+
+    def trainable(config):
+        # Full runs wait until the driver has been interrupted once: the search cannot end
+        # before the interruption (it did when the law chose to stop after one full run).
+        while "lrlaw_stop_step" not in config and not marker.exists():
+            time.sleep(0.02)
+        simulated(config)
+
+    def persisted() -> set[str]:
+        """Trials that the experiment state on the storage path has TERMINATED and that the
+        searcher state saved beside it knows as completed: what Tuner.restore will read."""
+        try:
+            state = json.loads(next(experiment.glob("experiment_state-*.json")).read_text())
+            saved = json.loads(next(experiment.glob("searcher-state-*.pkl")).read_text())
+        except (StopIteration, OSError, ValueError):  # not written yet, or mid-copy
+            return set()
+        trials = [json.loads(t[0]) for t in state["trial_data"]]
+        done = {t["trial_id"] for t in trials if t["status"] == "TERMINATED"}
+        return done & {r["trial_id"] for r in saved["book"]["records"] if r["completed"]}
 
     class Interrupt(tune.Callback):
-        """Fails the driver a few steps after 3 trials have terminated (once: the restored run
-        goes on). ``terminated`` are those trials: Ray snapshots its state after every step, but
-        a snapshot's sync to the storage path can lose a race with Ray's own temporary files
-        (seen once in CI); the later steps' snapshots persist these terminations for sure."""
+        """Fails the driver once both pilots have terminated and their termination has reached
+        the storage path (the experiment state and the searcher state: a snapshot's sync is
+        asynchronous and may lag a few steps behind); the restored run goes on."""
 
-        def __init__(self, path: str, steps_after: int = 3):
-            self.path = path
-            self.steps_after = steps_after
+        def __init__(self) -> None:
             self.terminated: set[str] | None = None
 
         def on_step_begin(self, iteration, trials, **info):
-            if os.path.exists(self.path):
+            if marker.exists():
                 return
-            if self.terminated is None:
-                done = {t.trial_id for t in trials if t.status == "TERMINATED"}
-                if len(done) >= 3:
-                    self.terminated = done
-                return
-            self.steps_after -= 1
-            if self.steps_after <= 0:
-                Path(self.path).touch()
+            pilots = {t.trial_id for t in trials if "lrlaw_stop_step" in t.config}
+            if len(pilots) == 2 and pilots <= persisted():
+                self.terminated = pilots
+                marker.touch()
                 raise RuntimeError("simulated interruption of the driver")
 
     def make() -> LRLawSearcher:
@@ -144,7 +157,7 @@ def test_interrupted_search_resumes_without_repeating_finished_trials(
         )
 
     searcher = make()
-    interrupt = Interrupt(str(marker))
+    interrupt = Interrupt()
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, max_concurrent_trials=2),
@@ -153,9 +166,15 @@ def test_interrupted_search_resumes_without_repeating_finished_trials(
     with pytest.raises(Exception, match="simulated interruption"):
         tuner.fit()
     done_before = interrupt.terminated
-    assert done_before is not None and len(done_before) >= 3
+    assert done_before is not None and len(done_before) >= 2
     assert done_before <= {t["trial_id"] for t in searcher.trials() if t["status"] != "running"}
-    path = str(tmp_path / "results" / "resume")
+    # a sync still in flight when the driver failed may be rewriting the files: wait until
+    # they hold the terminations again (the file's content, not a time)
+    deadline = time.monotonic() + 120
+    while not done_before <= persisted():
+        assert time.monotonic() < deadline, "the experiment state never reached the storage path"
+        time.sleep(0.05)
+    path = str(experiment)
     assert tune.Tuner.can_restore(path)
     results = tune.Tuner.restore(path, trainable=trainable).fit()
     assert not results.errors

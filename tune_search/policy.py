@@ -24,6 +24,7 @@ from hf_lrlaw.files import read_json
 from hf_lrlaw.fit_result import SCHEMA as FIT_SCHEMA
 from hf_lrlaw.fit_result import Fit, FitError, fit_data
 from hf_lrlaw.fitting import fit
+from hf_lrlaw.laws import available_laws
 from hf_lrlaw.ranking import Ranking, rank
 from hf_lrlaw.schedules import Schedule
 from hf_lrlaw.threads import numpy_blas_single_thread
@@ -64,7 +65,7 @@ class SearchPolicy:
         seed: int = 0,
     ) -> None:
         candidates, self.space_description, default_pilots = candidates_of(space, max_steps)
-        _check(top_k, level, pilot_steps, fit_kwargs or {})
+        _check(law, top_k, level, pilot_steps, fit_kwargs or {})
         self._candidates: list[Schedule] = candidates
         self._texts = [str(s) for s in candidates]
         self._fingerprint = fingerprint(candidates)
@@ -147,6 +148,13 @@ class SearchPolicy:
             return self._issue(trial_id, text, "pilot")
         if self.book.running(("pilot",)) and self._prior is None:
             return None  # the first ranking waits for the pilots
+        ended = [r for r in self.book.records.values() if r.completed]
+        if ended and len(ended) >= min(2, started) and self.book.n_points == 0:
+            return self._finish_or_wait(
+                f"the {len(ended)} trial(s) that ended reported no usable {self.book.metric!r} "
+                "(see the messages for what they reported): nothing to fit, so no full run "
+                "would be chosen better than at random; check the metric the trials report"
+            )
         # 2. the full runs
         full = self.book.finished(CANDIDATE_ROLES)
         if full >= self.top_k:
@@ -457,9 +465,15 @@ class SearchPolicy:
 
 
 def _check(
-    top_k: int, level: float, pilot_steps: float | int | None, fit_kwargs: Mapping[str, Any]
+    law: Any,
+    top_k: int,
+    level: float,
+    pilot_steps: float | int | None,
+    fit_kwargs: Mapping[str, Any],
 ) -> None:
-    if top_k < 1:
+    if law != "auto" and law not in available_laws():
+        raise ValueError(f"unknown law {law!r}; use 'auto' or one of {available_laws()}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from hf_lrlaw.laws import available_laws
 from tune_search.records import CurveBook, schedule_of
 
 if TYPE_CHECKING:
@@ -79,6 +80,8 @@ class LRLawStopper(FIFOScheduler):
     ) -> None:
         if mode not in (None, "min"):
             raise ValueError(f"LRLawStopper minimises a loss: mode must be 'min', got {mode!r}")
+        if law != "auto" and law not in available_laws():
+            raise ValueError(f"unknown law {law!r}; use 'auto' or one of {available_laws()}")
         super().__init__()
         self._searcher = searcher
         if searcher is not None:

@@ -32,6 +32,7 @@ from hf_lrlaw.callback.ordering import place_before_reporters
 from hf_lrlaw.callback.run import PREFIX, FitSettings, TrainingRun
 from hf_lrlaw.curves import LossCurve
 from hf_lrlaw.fit_result import Fit
+from hf_lrlaw.priors import PriorChoice, PriorError
 from hf_lrlaw.schedules import Schedule
 
 __all__ = ["LRLawCallback"]
@@ -132,8 +133,10 @@ class LRLawCallback(TrainerCallback, ExportableState):
             Keyword arguments for :func:`hf_lrlaw.fit` (e.g. `{"law_options": {"lam": 0.99}}`,
             `{"n_starts": 8}`); JSON-serialisable values survive checkpoints.
         max_fit_points (`int`, *optional*, defaults to 256):
-            With more train-loss points than this, contiguous logging windows are merged (the
-            mean over the merged window is exact) so that a fit stays a few tens of ms.
+            With more points than this, a fit is made on the means of this many groups of
+            consecutive points (``hf_lrlaw.fit(max_points=...)``; for contiguous logging
+            windows the mean over the merged window is exact) so that a fit stays a few tens
+            of ms however long the run.
 
     Metrics added to the logs after each fit (rank 0): `lrlaw/predicted_final_loss`,
     `lrlaw/predicted_final_loss_low`, `lrlaw/predicted_final_loss_high`,
@@ -185,6 +188,11 @@ class LRLawCallback(TrainerCallback, ExportableState):
             raise ValueError(
                 f"LRLawCallback: prior must be 'default', a path or None, got {type(prior).__name__}"
             )
+        if prior is not None:
+            try:  # a missing or unreadable prior file fails here, not at every fit of the run
+                PriorChoice.resolve(str(prior))
+            except PriorError as exc:
+                raise ValueError(f"LRLawCallback: prior={str(prior)!r}: {exc}") from None
         self.law = law
         self.metric = metric
         self.fit_after = fit_after

@@ -113,6 +113,11 @@ def check_options(
             get_law(law, **fit_kwargs["law_options"])
         except LawError as exc:
             raise ValueError(f"LRLawCallback: {exc}") from None
+    if isinstance(candidates, (str, Schedule)):
+        raise ValueError(
+            f"LRLawCallback: candidates must be a list of schedules (or their texts), got one "
+            f"{type(candidates).__name__}: {str(candidates)[:60]!r}; wrap it in a list"
+        )
     texts = []
     for item in candidates or ():
         try:  # check the text now; missing peak_lr/total_steps come from the run later

@@ -26,7 +26,7 @@ from hf_lrlaw.laws import LawError
 from hf_lrlaw.ranking import rank
 from hf_lrlaw.schedules import ScheduleError
 
-__all__ = ["FitWorker", "check_sane", "merge_windows", "run_fit"]
+__all__ = ["FitWorker", "check_sane", "run_fit"]
 
 logger = logging.getLogger("hf_lrlaw.callback")
 
@@ -41,7 +41,8 @@ def run_fit(job: FitJob) -> FitResult:
         curve, fit_curve = curves_for_fit(job)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result.fit = fit(fit_curve, law=job.law, **job.fit_kwargs)
+            kwargs = {"max_points": job.max_fit_points, **job.fit_kwargs}
+            result.fit = fit(fit_curve, law=job.law, **kwargs)
             _predict(job, result)
     except (FitError, CurveError, LawError, ScheduleError) as exc:
         result.fit, result.error = None, str(exc)
@@ -58,7 +59,7 @@ def run_fit(job: FitJob) -> FitResult:
 
 def curves_for_fit(job: FitJob) -> tuple[LossCurve, LossCurve]:
     """The recorded curve of the job's metric, and the curve the fit is made on (points before
-    any training left out, contiguous train-loss windows merged down to ``max_fit_points``)."""
+    any training left out; the fit bins them down to ``max_fit_points``)."""
     steps, losses, windows = job.points.get(job.metric, (np.zeros(0, np.int64),) * 3)
     is_train = job.metric == "loss"
     if not is_train:
@@ -67,15 +68,8 @@ def curves_for_fit(job: FitJob) -> tuple[LossCurve, LossCurve]:
     curve = LossCurve(
         job.lrs, steps, losses, name=job.run_name, windows=windows if is_train else None, meta=meta
     )
-    # A point whose window starts before any training at a non-zero LR tells nothing (and
-    # the laws cannot evaluate it): leave it out of the fit.
-    area = np.cumsum(job.lrs)
-    keep = area[np.maximum(steps - windows + 1, 0)] > 0
-    f_steps, f_losses, f_windows = steps[keep], losses[keep], windows[keep]
-    if is_train:
-        f_steps, f_losses, f_windows = merge_windows(
-            f_steps, f_losses, f_windows, job.max_fit_points
-        )
+    trained = curve.trained()  # the laws cannot describe points before any training
+    f_steps, f_losses, f_windows = trained.steps, trained.losses, trained.point_windows
     if len(f_steps) < job.min_points:
         raise FitError(
             f"{len(f_steps)} usable {job.metric} point(s), fewer than min_points="
@@ -90,37 +84,6 @@ def curves_for_fit(job: FitJob) -> tuple[LossCurve, LossCurve]:
         meta=dict(curve.meta),
     )
     return curve, fit_curve
-
-
-def merge_windows(
-    steps: np.ndarray, losses: np.ndarray, windows: np.ndarray, max_points: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """At most about ``max_points`` points: runs of contiguous windows (each starting where the
-    previous one ends) merged into one window whose loss is their step-weighted mean, which is
-    exactly the mean over the merged window. Point values that are not contiguous are kept."""
-    n = len(steps)
-    if n <= max_points or max_points < 1:
-        return steps, losses, windows
-    k = int(np.ceil(n / max_points))
-    starts = steps - windows + 1
-    contiguous = np.zeros(n, dtype=bool)
-    contiguous[1:] = starts[1:] == steps[:-1] + 1
-    out_s, out_l, out_w = [], [], []
-    i = 0
-    while i < n:
-        j = i + 1
-        while j < n and j - i < k and contiguous[j]:
-            j += 1
-        w = windows[i:j]
-        out_s.append(steps[j - 1])
-        out_w.append(int(w.sum()))
-        out_l.append(float(np.dot(losses[i:j], w) / w.sum()))
-        i = j
-    return (
-        np.asarray(out_s, dtype=np.int64),
-        np.asarray(out_l, dtype=np.float64),
-        np.asarray(out_w, dtype=np.int64),
-    )
 
 
 def _predict(job: FitJob, result: FitResult) -> None:

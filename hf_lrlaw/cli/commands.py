@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from hf_lrlaw.cli.inputs import (
     UsageError,
@@ -26,8 +27,8 @@ from hf_lrlaw.cli.inputs import (
 from hf_lrlaw.cli.schedule_args import schedules_from
 from hf_lrlaw.curves import LossCurve
 from hf_lrlaw.evaluation import evaluate
-from hf_lrlaw.files import json_ready, write_atomic
-from hf_lrlaw.fit_result import Fit
+from hf_lrlaw.files import json_ready, json_text, write_atomic
+from hf_lrlaw.fit_result import Fit, FitError
 from hf_lrlaw.fitting import fit as fit_law
 
 __all__ = [
@@ -40,6 +41,14 @@ __all__ = [
     "cmd_prior",
     "cmd_rank",
 ]
+
+
+def _inputs(args: argparse.Namespace, *more: str | None) -> list[str]:
+    """The files a command reads: ``more`` and its ``--schedules`` files and ``--prior``."""
+    out = [m for m in more if m]
+    out += list(getattr(args, "schedules", None) or [])
+    prior = getattr(args, "prior", None)
+    return out + ([prior] if prior else [])
 
 
 def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
@@ -65,12 +74,13 @@ def _fit_from_args(args: argparse.Namespace, curves: list[LossCurve]) -> Fit:
         prior=prior,
         n_starts=args.n_starts,
         weights=args.weights,
+        min_step=args.min_step,
     )
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    out = check_out(args.output, (".json",), "-o")
-    curves = load_curves(args.curves)
+    out = check_out(args.output, (".json",), "-o", _inputs(args, *args.curves))
+    curves = load_curves(args.curves, args.metric)
     result = _fit_from_args(args, curves)
     print(result.summary())
     if out is not None:
@@ -82,7 +92,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_prior(args: argparse.Namespace) -> int:
     from hf_lrlaw.priors import Prior, size_prior
 
-    out = check_out(args.output, (".json",), "-o")
+    out = check_out(args.output, (".json",), "-o", args.fits)
     if (args.sizes is None) != (args.target is None):
         raise UsageError("--sizes and --target go together (a size sweep's prior)")
     fits = [load_fit(p) for p in args.fits]
@@ -107,7 +117,7 @@ def cmd_prior(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from hf_lrlaw.backtest import backtest, summarize
 
-    out = check_out(args.output, (".json", ".csv", ".md"), "-o")
+    out = check_out(args.output, (".json", ".csv", ".md"), "-o", _inputs(args, *args.curves))
     fractions = fractions_from(args.at)
     prior = prior_spec(args.prior)
     curves = load_curves(args.curves)
@@ -179,7 +189,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                 "summary": [vars(s) for s in summary],
                 "runs": [{**vars(r), "error": r.error, "inside": r.inside} for r in rows],
             }
-            text = json.dumps(json_ready(data), indent=1)
+            text = json_text(data)
         elif suffix == ".csv":
             text = _csv([{**vars(r), "error": r.error, "inside": r.inside} for r in rows])
         else:
@@ -192,50 +202,40 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    out = check_out(args.output, (".json", ".csv"), "-o")
+    out = check_out(args.output, (".json", ".csv"), "-o", _inputs(args, args.fit))
     fit = load_fit(args.fit)
     schedules = schedules_from(args, fit.run_defaults())
     if not schedules:
         raise UsageError("give at least one --schedule TEXT or --schedules FILE")
     steps = steps_from(args.steps)
     rows: list[dict[str, Any]] = []
-    if steps is None:
-        mean, low, high = fit.predict_final(schedules, level=args.level)
-        for s, m, lo, hi in zip(schedules, mean, low, high):
-            rows.append(
-                {
-                    "schedule": str(s),
-                    "step": s.total_steps - 1,
-                    "predicted": float(m),
-                    "low": float(lo),
-                    "high": float(hi),
-                }
+    for s in schedules:
+        at = [s.total_steps - 1] if steps is None else steps
+        bad = [t for t in at if not 0 <= t < s.total_steps]
+        if bad:
+            raise UsageError(
+                f"--steps {bad[0]} is outside 0..{s.total_steps - 1}, the steps of {s}"
             )
-    else:
-        for s in schedules:
-            bad = [t for t in steps if not 0 <= t < s.total_steps]
-            if bad:
-                raise UsageError(
-                    f"--steps {bad[0]} is outside 0..{s.total_steps - 1}, the steps of {s}"
-                )
-            mean, low, high = fit.predict_interval(s, steps, level=args.level)
-            for t, m, lo, hi in zip(steps, mean, low, high):
-                rows.append(
-                    {
-                        "schedule": str(s),
-                        "step": t,
-                        "predicted": float(m),
-                        "low": float(lo),
-                        "high": float(hi),
-                    }
-                )
-    for r in rows:
+        try:
+            mean, low, high = fit.predict_interval(s, at, level=args.level)
+            flag = None
+            note = fit.extrapolation_note(s)
+        except FitError as exc:  # out of the law's domain: flagged, never a NaN
+            mean = low = high = np.full(len(at), np.nan)
+            flag, note = str(exc), None
+        for t, m, lo, hi in zip(at, mean, low, high):
+            row = {"schedule": str(s), "step": int(t), "predicted": float(m), "low": float(lo)}
+            rows.append({**row, "high": float(hi), "flag": flag, "note": note})
+    if all(r["flag"] for r in rows):  # nothing to show
+        raise UsageError(f"no prediction: {rows[0]['flag']}")
+    unused = [k for k in ("flag", "note") if not any(r[k] for r in rows)]
+    for r in rows:  # a column no row needs is left out
+        for k in unused:
+            del r[k]
         r["level"] = args.level
     if args.json:
-        text = json.dumps(
-            json_ready(
-                {"law": fit.law, "level": args.level, "notes": fit.notes, "predictions": rows}
-            ),
+        text = json_text(
+            ({"law": fit.law, "level": args.level, "notes": fit.notes, "predictions": rows}),
             indent=1,
         )
         print(text)
@@ -248,34 +248,38 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 f"{r['predicted']:.4f}",
                 f"[{r['low']:.4f}, {r['high']:.4f}]",
             )
+            if not r.get("flag")
+            else (r["schedule"], r["step"], "-", f"no prediction: {r['flag']}")
             for r in rows
         ]
         print(_table(table, ("schedule", "step", "predicted loss", pct)))
+        for note in dict.fromkeys(r["note"] for r in rows if r.get("note")):
+            print(f"note: {note}")
         for note in fit.notes:
             print(f"note: {note}")
     if out is not None:
         if out.suffix.lower() == ".csv":
             write_atomic(out, _csv(rows))
         else:
-            write_atomic(out, json.dumps(json_ready(rows), indent=1))
+            write_atomic(out, json_text((rows), indent=1))
         print(f"wrote {out}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
 def _csv(rows: Sequence[dict[str, Any]]) -> str:
-
+    """Rows as CSV; an empty cell where a value is missing (never "nan")."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(json_ready(list(rows)))
     return buf.getvalue()
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
     from hf_lrlaw.ranking import rank
 
-    out = check_out(args.output, (".csv", ".md", ".json"), "-o")
-    plot_out = check_out(args.plot, (".png", ".pdf", ".svg"), "--plot")
+    out = check_out(args.output, (".csv", ".md", ".json"), "-o", _inputs(args, args.fit))
+    plot_out = check_out(args.plot, (".png", ".pdf", ".svg"), "--plot", _inputs(args, args.fit))
     fit = load_fit(args.fit)
     schedules = schedules_from(args, fit.run_defaults())
     if not schedules:
@@ -297,8 +301,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
         elif suffix == ".md":
             text = ranking.to_markdown(k=len(ranking)) + "\n"
         else:
-            text = json.dumps(
-                json_ready(
+            text = json_text(
+                (
                     {
                         "law": ranking.law,
                         "level": ranking.level,
@@ -321,12 +325,14 @@ def cmd_rank(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from hf_lrlaw.plots import plot_fit, save_figure
 
-    out = check_out(args.output, (".png", ".pdf", ".svg"), "-o")
+    out = check_out(
+        args.output, (".png", ".pdf", ".svg"), "-o", _inputs(args, args.fit, *args.inputs)
+    )
     inputs = list(args.inputs)
     fit_path = args.fit
     if fit_path is None and inputs and is_fit_file(inputs[0]):
         fit_path = inputs.pop(0)
-    curves = load_curves(inputs)
+    curves = load_curves(inputs, getattr(args, "metric", None))
     if fit_path is not None:
         if args.law != "auto" or args.option or args.until is not None or args.prior:
             raise UsageError(
@@ -358,8 +364,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    out = check_out(args.output, (".json", ".md"), "-o")
-    plot_out = check_out(args.plot, (".png", ".pdf", ".svg"), "--plot")
+    out = check_out(args.output, (".json", ".md"), "-o", [args.fit, *args.curves])
+    plot_out = check_out(args.plot, (".png", ".pdf", ".svg"), "--plot", [args.fit, *args.curves])
     fit = load_fit(args.fit)
     curves = [c for c in load_curves(args.curves) if len(c)]
     if not curves:
@@ -396,7 +402,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "their interval"
     )
     if args.json:
-        print(json.dumps(json_ready(report), indent=1))
+        print(json_text((report), indent=1))
     else:
         print(text)
         print(summary)
@@ -411,7 +417,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             md += ["| " + " | ".join(str(c) for c in row) + " |" for row in table]
             write_atomic(out, "\n".join(md) + f"\n\n{summary}\n")
         else:
-            write_atomic(out, json.dumps(json_ready(report), indent=1))
+            write_atomic(out, json_text((report), indent=1))
         print(f"wrote {out}", file=sys.stderr if args.json else sys.stdout)
     if fig is not None and plot_out is not None:
         from hf_lrlaw.plots import save_figure

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hf_lrlaw.curves import LossCurve, load
-from hf_lrlaw.files import read_json
+from hf_lrlaw.files import read_json, read_text
 from hf_lrlaw.fit_result import SCHEMA as FIT_SCHEMA
 from hf_lrlaw.fit_result import Fit, FitError, fit_data
 
@@ -101,18 +101,23 @@ def load_dataset(spec: str) -> list[LossCurve]:
     return curves
 
 
-def load_curves(specs: Sequence[str]) -> list[LossCurve]:
-    """The curves of every CURVES argument, in order (files, folders, ``dataset:`` specs)."""
-
+def load_curves(specs: Sequence[str], metric: str | None = None) -> list[LossCurve]:
+    """The curves of every CURVES argument, in order (files, folders, ``dataset:`` specs);
+    ``metric`` chooses the loss of trainer states (``--metric``)."""
     out: list[LossCurve] = []
     for spec in specs:
         if spec.startswith("dataset:"):
+            if metric not in (None, "loss"):
+                raise UsageError(
+                    f"{spec}: --metric chooses a loss of a trainer_state.json; for a bundled "
+                    "data set use kind=val or kind=train"
+                )
             out += load_dataset(spec)
             continue
         path = Path(spec)
         if not path.exists():
             raise UsageError(f"{spec}: no such file or folder")
-        curves = load(path)
+        curves = load(path, metric)
         if not curves:
             raise UsageError(f"{spec}: holds no loss curve")
         out += curves
@@ -127,7 +132,7 @@ def read_lines(path: str) -> list[str]:
         p = Path(path)
         if not p.is_file():
             raise UsageError(f"{path}: no such file")
-        text = p.read_text()
+        text = read_text(p, UsageError)
     lines = []
     for line in text.splitlines():
         line = line.strip()
@@ -157,6 +162,17 @@ def is_fit_file(path: str) -> bool:
         return fit_data(read_json(p), p).get("schema") == FIT_SCHEMA
     except (FitError, ValueError):
         return False
+
+
+def min_step(value: str) -> int:
+    """--min-step: a whole number of steps >= 0."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of steps") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be >= 0")
+    return n
 
 
 def law_options_from(items: Sequence[str] | None) -> dict[str, Any]:
@@ -218,11 +234,25 @@ def positive_int(value: str) -> int:
 # -- the --space grammar ---------------------------------------------------------------------------
 
 
-def check_out(path: str | None, suffixes: Sequence[str], what: str) -> Path | None:
-    """Validate an output path early (before any work): its suffix and its folder."""
+def check_out(
+    path: str | None, suffixes: Sequence[str], what: str, inputs: Sequence[str] = ()
+) -> Path | None:
+    """Validate an output path early (before any work): its suffix, its folder, and that it is
+    none of the command's ``inputs`` (an output never overwrites what the command reads)."""
     if path is None:
         return None
     p = Path(path)
+    for spec in inputs:
+        if (
+            spec
+            and not str(spec).startswith("dataset:")
+            and spec != "-"
+            and _is_input(p, Path(spec))
+        ):
+            raise UsageError(
+                f"{what} {path}: is one of the command's inputs ({spec}); write the output "
+                "to another file"
+            )
     if suffixes and p.suffix.lower() not in suffixes:
         raise UsageError(f"{what} {path}: the file name must end with {' or '.join(suffixes)}")
     if p.is_dir():
@@ -235,6 +265,16 @@ def check_out(path: str | None, suffixes: Sequence[str], what: str) -> Path | No
     if not os.access(parent, os.W_OK):
         raise UsageError(f"{what} {path}: cannot write in {parent}")
     return p
+
+
+def _is_input(out: Path, source: Path) -> bool:
+    """Whether writing ``out`` would overwrite ``source`` or the file a folder input is read
+    from (its trainer_state.json, or one of its checkpoints')."""
+    if not source.exists() or not out.exists():
+        return False
+    if source.is_dir():
+        return out.name == "trainer_state.json" and source.resolve() in out.resolve().parents
+    return os.path.samefile(out, source)
 
 
 def prior_spec(text: str | None) -> str | None:

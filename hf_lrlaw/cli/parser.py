@@ -11,7 +11,7 @@ from typing import Any
 
 from hf_lrlaw._version import __version__
 from hf_lrlaw.cli import commands
-from hf_lrlaw.cli.inputs import UsageError, level, positive_int
+from hf_lrlaw.cli.inputs import UsageError, level, min_step, positive_int
 from hf_lrlaw.cli.schedule_args import SPACE_HELP
 from hf_lrlaw.laws import available_laws
 
@@ -69,6 +69,21 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         metavar="STEP|FRACTION",
         help="fit on each curve up to this step (an integer) or this fraction of its "
         "LR array (a number in (0, 1], e.g. 0.5)",
+    )
+    p.add_argument(
+        "--min-step",
+        type=min_step,
+        default=0,
+        metavar="STEP",
+        help="leave out the points before this step (a first phase no law describes, e.g. a "
+        "small model's plateau); points measured before any training at a non-zero LR (step 0 "
+        "of a warmup from LR 0) are always left out, with a note",
+    )
+    p.add_argument(
+        "--metric",
+        metavar="NAME",
+        help="which loss of a trainer_state.json to fit: loss (the train loss, default) or an "
+        "evaluation loss such as eval_loss",
     )
     p.add_argument("--n-starts", type=positive_int, default=4, help="L-BFGS-B starts (default 4)")
     p.add_argument(

@@ -16,6 +16,7 @@ import numpy as np
 from hf_lrlaw.curves.curve import CurveError, LossCurve
 from hf_lrlaw.curves.lr_arrays import check_lrs, interpolate, schedule_lrs
 from hf_lrlaw.files import read_text, write_atomic
+from hf_lrlaw.limits import check_run_steps
 
 __all__ = ["read_csv", "write_csv"]
 
@@ -97,6 +98,7 @@ def read_csv(
         step = _cell_int(row[col["step"]], where, "step")
         if step is None:
             raise CurveError(f"{where}, column step: the step is empty")
+        check_run_steps(step + 1, f"{where}, column step: step {step}", CurveError)
         if step < 0:
             raise CurveError(f"{where}, column step: step {step} < 0 (step 0 is the first update)")
         lr = _cell_float(row[col["lr"]], where, "lr")

@@ -27,6 +27,8 @@ __all__ = ["CurveError", "LossCurve"]
 class CurveError(ValueError):
     """A loss curve or its file cannot be used; the message names the problem."""
 
+    __module__ = "hf_lrlaw"  # raised from submodules, public at the top level
+
 
 @dataclass(frozen=True, eq=False)
 class LossCurve:
@@ -156,7 +158,7 @@ class LossCurve:
             if not 0 < until <= 1:
                 raise CurveError("a fraction for head() must be in (0, 1]")
             until = int(round(until * len(self.lrs))) - 1
-        return self._points(self.steps <= until)
+        return self.select(self.steps <= until)
 
     def tail(self, since: int) -> LossCurve:
         """The curve without its points before step ``since``; the LR array is kept whole.
@@ -170,10 +172,20 @@ class LossCurve:
                 f"curve {self.name!r} has no points at step {int(since)} or later "
                 f"(its last is at step {self.last_step})"
             )
-        return self._points(keep)
+        return self.select(keep)
 
-    def _points(self, keep: np.ndarray) -> LossCurve:
-        """The curve with only the observed points where ``keep`` is true."""
+    def trained(self) -> LossCurve:
+        """The curve without the points measured before any training at a non-zero LR (a
+        point whose window starts before the first update with LR > 0: e.g. the loss at step 0
+        of a warmup from LR 0, which every ``logging_steps=1`` Trainer log has). The laws
+        describe a model being trained; such a loss is the untrained model's."""
+        if not len(self):
+            return self
+        start = np.maximum(self.steps - self.point_windows + 1, 0)
+        return self.select(np.cumsum(self.lrs)[start] > 0)
+
+    def select(self, keep: np.ndarray) -> LossCurve:
+        """The curve with only the observed points where ``keep`` is true (the LRs whole)."""
         return self.replace(
             steps=self.steps[keep],
             losses=self.losses[keep],

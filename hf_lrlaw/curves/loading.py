@@ -15,31 +15,45 @@ from hf_lrlaw.files import read_json
 __all__ = ["load"]
 
 
-def load(path: str | os.PathLike[str]) -> list[LossCurve]:
+def load(path: str | os.PathLike[str], metric: str | None = None) -> list[LossCurve]:
     """Load every curve in a file or folder, whatever its format.
 
     * ``.csv`` / ``.csv.gz``: :func:`read_csv`;
     * a folder, or a ``.json`` with a ``log_history`` (``trainer_state.json``):
-      :func:`read_trainer_state` (train loss);
+      :func:`read_trainer_state` of ``metric`` (default: the train ``loss``; e.g.
+      ``"eval_loss"``);
     * another ``.json`` (or ``.json.gz``): ``{"curves": [...]}`` (e.g. the callback's
       ``record.json``, any ``schema``), a list of curves, or one curve, each in the
       :meth:`LossCurve.to_dict` format.
+
+    ``metric`` chooses among the losses of a trainer state; the other formats hold one loss
+    per point, and a ``metric`` other than ``"loss"`` for them is refused.
     """
     path = Path(path)
     if path.is_dir():
-        return [read_trainer_state(path)]
+        return [read_trainer_state(path, metric or "loss")]
     lower = path.name.lower()
     if lower.endswith((".csv", ".csv.gz")):
+        _one_loss(path, metric, "a CSV file")
         return read_csv(path)
     if lower.endswith((".json", ".json.gz")):
         data = read_json(path, CurveError)
         if isinstance(data, Mapping) and "log_history" in data:
-            return [curve_from_trainer_state(data, path, "loss", None)]
+            return [curve_from_trainer_state(data, path, metric or "loss", None)]
+        _one_loss(path, metric, "a JSON of curve records")
         return _curves_from_json(data, path)
     raise CurveError(
         f"{path}: unknown kind of file; expected .csv, .csv.gz, .json (curves or a "
         "trainer_state.json) or a Trainer output/checkpoint folder"
     )
+
+
+def _one_loss(path: Path, metric: str | None, kind: str) -> None:
+    if metric not in (None, "loss"):
+        raise CurveError(
+            f"{path}: metric={metric!r} chooses a loss of a trainer_state.json; {kind} holds "
+            "one loss per point"
+        )
 
 
 def _curves_from_json(data: Any, path: Path) -> list[LossCurve]:

@@ -14,6 +14,7 @@ import numpy as np
 from hf_lrlaw.curves.curve import CurveError, LossCurve
 from hf_lrlaw.curves.lr_arrays import check_lrs, interpolate, schedule_lrs
 from hf_lrlaw.files import read_json
+from hf_lrlaw.limits import check_run_steps
 
 __all__ = ["curve_from_trainer_state", "read_trainer_state"]
 
@@ -74,6 +75,7 @@ def curve_from_trainer_state(state: Any, path: Path, metric: str, schedule: Any)
         g = entry.get("step")
         if isinstance(g, bool) or not isinstance(g, int) or g < 0:
             raise CurveError(f"{where}: 'step' must be a whole number >= 0, not {g!r}")
+        check_run_steps(g, f"{where}: step {g}", CurveError)
         if g < last_g:
             raise CurveError(
                 f"{where}: step {g} comes after step {last_g}; the log must be in order"

@@ -216,13 +216,16 @@ def drop_pairs(
     ratio: float = 2.0,
     band: float = 1.25,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The (step, bin) pairs of the multi-power loss-drop sum at ``steps``, two-tier.
+    """The (step, bin) pairs of the multi-power loss-drop sum at ``steps``, multi-level.
 
-    The fine bins of :func:`bin_drops` are merged into coarse ones (runs of bins between two
-    evaluated steps with one sign and an LR within 25%). A step uses a coarse bin when it lies at
-    least ``ratio`` times the bin's length past it, and the bin's fine parts otherwise: distant
-    changes need no fine resolution, and most pairs are distant. Returns, per pair, the index of
-    its step in ``steps``, the LR area from the bin to the step, the bin's drop and log LR.
+    The fine bins of :func:`bin_drops` are the leaves of a dyadic hierarchy over the steps: a
+    cell of level l holds the leaves whose last step falls in one aligned block of 2**l steps,
+    one cell per sign and 25% LR band (``band``) there, summarised by its total drop and its
+    drop-weighted area and log LR. Each step covers the steps before it with aligned blocks
+    that grow with the distance, none nearer than ``ratio`` times its own size, so a step
+    meets O(ratio * log T) cells: distant changes need no fine resolution. The cost is
+    O(steps * log T), not O(steps**2). Returns, per pair, the index of its step in ``steps``,
+    the LR area from the cell to the step, the cell's drop and log LR.
     """
     lrs = np.asarray(lrs, dtype=np.float64)
     steps = np.asarray(steps, dtype=np.int64)
@@ -230,40 +233,75 @@ def drop_pairs(
     fine = bin_drops(lrs, steps, start=start, exact=exact)
     if exact or len(fine) == 0:
         return _pairs_with(fine, np.arange(len(fine)), steps, cs, fine.last)
-    # Coarse groups: consecutive fine bins with the same (gap, sign, 25% LR band).
-    gap = np.searchsorted(steps, fine.last, side="left")
-    lr_band = np.floor(fine.log_lr / np.log(band)).astype(np.int64)
-    key = np.stack([gap, (fine.drop > 0).astype(np.int64), lr_band])
-    new = np.ones(len(fine), dtype=bool)
-    new[1:] = np.any(key[:, 1:] != key[:, :-1], axis=0)
-    gstart = np.flatnonzero(new)
-    gend = np.r_[gstart[1:], len(fine)]
-    g_drop = np.add.reduceat(fine.drop, gstart)
-    g_area = np.add.reduceat(fine.drop * fine.area_before, gstart) / g_drop
-    g_log = np.add.reduceat(fine.drop * fine.log_lr, gstart) / g_drop
-    g_last = fine.last[gend - 1]
-    g_first = np.r_[0, fine.last[:-1] + 1][gstart]  # at or before the group's first change
-    span = g_last - g_first + 1
-    # Every (step, group) with the group wholly before the step.
-    n_before = np.searchsorted(g_last, steps, side="right")
-    pe = np.repeat(np.arange(len(steps)), n_before)
-    pg = np.arange(len(pe)) - np.repeat(np.cumsum(n_before) - n_before, n_before)
-    coarse = (steps[pe] - g_last[pg]) >= ratio * span[pg]
-    # Coarse pairs.
-    ce, cg = pe[coarse], pg[coarse]
-    # Fine pairs: expand the remaining groups into their fine bins.
-    fe_, fg = pe[~coarse], pg[~coarse]
-    counts = gend[fg] - gstart[fg]
-    f_step = np.repeat(fe_, counts)
-    f_bin = np.repeat(gstart[fg], counts) + (
-        np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    levels = max(1, int(np.ceil(np.log2(max(len(lrs), 2)))) + 1)
+    keys, drop, area, log_lr = _cells(fine, band, levels)
+    eval_idx, block_key = _blocks(steps, ratio, levels)
+    lo = np.searchsorted(keys, block_key, side="left")
+    count = np.searchsorted(keys, block_key, side="right") - lo
+    pair_step = np.repeat(eval_idx, count)
+    cell = np.repeat(lo, count) + (
+        np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
     )
-    pair_step = np.concatenate([ce, f_step])
-    at = cs[steps][pair_step]
-    area_before = np.concatenate([g_area[cg], fine.area_before[f_bin]])
-    drop = np.concatenate([g_drop[cg], fine.drop[f_bin]])
-    log_lr = np.concatenate([g_log[cg], fine.log_lr[f_bin]])
-    return pair_step, at - area_before, drop, log_lr
+    return pair_step, cs[steps][pair_step] - area[cell], drop[cell], log_lr[cell]
+
+
+def _cells(
+    fine: DropBins, band: float, levels: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The leaves summarised at every level: ``(key, drop, area_before, log_lr)`` per cell,
+    sorted by ``key = level << 40 | block``, one cell per (block, sign, LR band)."""
+    sign = (fine.drop > 0).astype(np.int64)
+    lr_band = np.floor(fine.log_lr / np.log(band)).astype(np.int64)
+    weighted_area = fine.drop * fine.area_before
+    weighted_log = fine.drop * fine.log_lr
+    out: list[list[np.ndarray]] = [[], [], [], []]
+    for level in range(levels):
+        block = fine.last >> level
+        order = np.lexsort((lr_band, sign, block))
+        b, sg, bd = block[order], sign[order], lr_band[order]
+        new = np.ones(len(order), dtype=bool)
+        new[1:] = (b[1:] != b[:-1]) | (sg[1:] != sg[:-1]) | (bd[1:] != bd[:-1])
+        first = np.flatnonzero(new)
+        d = np.add.reduceat(fine.drop[order], first)
+        keep = d != 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            a = np.add.reduceat(weighted_area[order], first) / d
+            g = np.add.reduceat(weighted_log[order], first) / d
+        out[0].append((np.int64(level) << 40) | b[first][keep])
+        out[1].append(d[keep])
+        out[2].append(a[keep])
+        out[3].append(g[keep])
+    return tuple(np.concatenate(parts) for parts in out)  # type: ignore[return-value]
+
+
+def _blocks(steps: np.ndarray, ratio: float, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """For every step t: the aligned dyadic blocks that tile steps 0..t from the right, each
+    block of size 2**l at least ``ratio * 2**l`` steps before t (blocks of one step excepted),
+    as ``(index of t, level << 40 | block)`` pairs."""
+    t = steps.astype(np.int64)
+    p = t + 1  # the exclusive right end of what is left to cover
+    idx = np.arange(len(t))
+    out_idx, out_key = [], []
+    while len(p):
+        distance = t - p + 1
+        far = np.floor(np.log2(np.maximum(distance / ratio, 1.0))).astype(np.int64)
+        align = _trailing_zeros(p)
+        level = np.minimum(np.minimum(far, align), levels - 1)
+        size = np.int64(1) << level
+        out_idx.append(idx)
+        out_key.append((level << 40) | ((p - size) >> level))
+        p = p - size
+        left = p > 0
+        t, p, idx = t[left], p[left], idx[left]
+    if not out_idx:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(out_idx), np.concatenate(out_key)
+
+
+def _trailing_zeros(n: np.ndarray) -> np.ndarray:
+    """The number of trailing zero bits of each positive integer."""
+    low = n & -n
+    return np.round(np.log2(low)).astype(np.int64)
 
 
 def _pairs_with(bins: DropBins, idx, steps, cs, last):

@@ -14,6 +14,8 @@ __all__ = ["Param", "Law", "LawError", "Prepared"]
 class LawError(ValueError):
     """An unknown law or a bad law option."""
 
+    __module__ = "hf_lrlaw"  # raised from submodules, public at the top level
+
 
 @dataclass(frozen=True)
 class Param:

@@ -37,6 +37,8 @@ MAX_STEPS = 2**53  # step counts stay exact in float64 arithmetic
 class ScheduleError(ValueError):
     """A schedule, its text or its parameters cannot be used; the message names the problem."""
 
+    __module__ = "hf_lrlaw"  # raised from submodules, public at the top level
+
 
 @dataclass(frozen=True)
 class Param:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
+from hf_lrlaw.limits import check_run_steps
 from hf_lrlaw.schedules import hf
 from hf_lrlaw.schedules.kinds import (
     COMMON,
@@ -273,6 +274,7 @@ class Schedule:
         """Per-step multipliers of ``peak_lr`` (what a ``LambdaLR`` returns), float64."""
         if self.kind == "free_form":
             return self.param("lrs") / self.peak_lr
+        check_run_steps(self.total_steps, f"{str(self)[:80]}: total_steps", ScheduleError)
         steps = np.arange(self.total_steps, dtype=np.int64)
         w = self.warmup_steps
         out = np.empty(self.total_steps, dtype=np.float64)
