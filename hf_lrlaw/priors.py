@@ -405,9 +405,12 @@ class PriorChoice:
         if used is not None and used.calibration is not None:
             return used.calibration
         try:
-            return self._shipped(law.name, "default").calibration
+            shipped = self._shipped(law.name, "default")
         except PriorError:
             return None
+        if dict(shipped.law_options) != dict(law.options()):
+            return None  # measured for other law options: it does not carry over
+        return shipped.calibration
 
     def _shipped(self, law_name: str, spec: str | None = None) -> Prior:
         spec = spec or self.shipped or "default"
