@@ -6,7 +6,10 @@ wsdcon_9; predict the other six); figure = mean over the six test curves of the 
 lr-scheduling: the model-size sweep 33M..360M; per size fit on its constant run and its longest
 cosine run, predict its other runs; figures = mean and worst relative error of the final loss.
 
-Run: python bench/bench_accuracy.py [--quick]
+lrnoise (the law that carries the peak LR) is in both: on the single-peak multipowerlaw runs its
+LR terms are not identified; the sweep's constant (1e-3) and cosine (2e-3) runs differ in peak LR.
+
+Run: python bench/bench_accuracy.py [--quick] [--laws lrnoise,momentum,multipower]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ VARIANTS = {
     "momentum warmup=include": ("momentum", {"warmup": "include"}),
     "multipower": ("multipower", {}),
     "multipower warmup=exclude": ("multipower", {"warmup": "exclude"}),
+    "lrnoise": ("lrnoise", {}),
 }
 
 
@@ -76,8 +80,15 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--quick", action="store_true", help="default law options only")
+    ap.add_argument("--laws", metavar="NAME,...", help="only these rows (e.g. lrnoise,momentum)")
     args = ap.parse_args()
     variants = VARIANTS if not args.quick else {k: v for k, v in VARIANTS.items() if "=" not in k}
+    if args.laws:
+        wanted = [w.strip() for w in args.laws.split(",")]
+        unknown = [w for w in wanted if w not in VARIANTS]
+        if unknown:
+            raise SystemExit(f"--laws: unknown row(s) {unknown}; known: {sorted(VARIANTS)}")
+        variants = {k: VARIANTS[k] for k in wanted}
     print(f"# bench_accuracy — {machine()}")
     print(
         "multipowerlaw, authors' split (fit cosine_24000 + constant_24000 + wsdcon_9; test the other six):"

@@ -123,6 +123,24 @@ class Fit:
             out[name] = (max(a, blo), min(b, bhi))
         return out
 
+    def shared_run_values(self) -> dict[str, Any]:
+        """Those of the peak LR, planned length and warmup that every fitted run shares (the
+        warmup within a step or 5%, its most common value), for schedule text that leaves them
+        out where the runs differ in the others (a fit over several peak LRs)."""
+        out: dict[str, Any] = {}
+        records = [c for c in self.curves if isinstance(c, Mapping)]
+        peaks = [float(c["peak_lr"]) for c in records if c.get("peak_lr")]
+        if peaks and len(peaks) == len(records) and max(peaks) <= min(peaks) * (1 + 1e-6):
+            out["peak_lr"] = peaks[0]
+        planned = {int(c["planned_steps"]) for c in records if c.get("planned_steps")}
+        if len(planned) == 1 and all(c.get("planned_steps") for c in records):
+            out["total_steps"] = planned.pop()
+        warmups = [int(c["warmup_steps"]) for c in records if c.get("warmup_steps") is not None]
+        shared = warmups and max(warmups) - min(warmups) <= max(1, 0.05 * max(warmups))
+        if shared and len(warmups) == len(records):
+            out["warmup_steps"] = max(set(warmups), key=warmups.count)
+        return out
+
     def run_defaults(self) -> dict[str, Any] | None:
         """The peak LR, planned length and warmup of the run this fit describes, for schedule
         text that leaves them out (``Schedule.parse(text, defaults=...)``); None when the fitted
@@ -230,9 +248,8 @@ class Fit:
 
     def extrapolation_note(self, schedule: Schedule) -> str | None:
         """A note when ``schedule``'s peak LR lies outside the fitted runs' (by more than 5%):
-        the single-peak laws extrapolate in schedule shape and length, not in peak LR."""
-        if getattr(self.law_object, "carries_peak_lr", False):
-            return None
+        the single-peak laws extrapolate in schedule shape and length, not in peak LR; a law
+        that carries the peak LR (lrnoise) needs runs of two or more peak LRs to know how."""
         peaks = [float(c["peak_lr"]) for c in self.curves if c.get("peak_lr")]
         if not peaks:
             return None
@@ -240,6 +257,13 @@ class Fit:
         if lo / PEAK_LR_TOLERANCE <= schedule.peak_lr <= hi * PEAK_LR_TOLERANCE:
             return None
         seen = f"{lo:.3g}" if hi <= lo * PEAK_LR_TOLERANCE else f"{lo:.3g}..{hi:.3g}"
+        if getattr(self.law_object, "carries_peak_lr", False):
+            if hi > lo * PEAK_LR_TOLERANCE:
+                return None
+            return (
+                f"peak LR {schedule.peak_lr:.3g}, but the fit saw one peak LR ({seen}): the "
+                f"{self.law} law's dependence on the LR is not identified by it"
+            )
         return (
             f"peak LR {schedule.peak_lr:.3g} outside the fitted runs' {seen}: an extrapolation "
             f"in peak LR, which the {self.law} law does not model"

@@ -30,8 +30,16 @@ from hf_lrlaw._objective import (
     scatter,
 )
 from hf_lrlaw.curves import LossCurve
-from hf_lrlaw.fit_result import ANNEAL_SEEN, MAX_ANNEAL_GAIN, SCHEMA, Fit, FitError, GoodnessOfFit
-from hf_lrlaw.laws import Law, LawError, available_laws, get_law
+from hf_lrlaw.fit_result import (
+    ANNEAL_SEEN,
+    MAX_ANNEAL_GAIN,
+    PEAK_LR_TOLERANCE,
+    SCHEMA,
+    Fit,
+    FitError,
+    GoodnessOfFit,
+)
+from hf_lrlaw.laws import Law, LawError, available_laws, carries_peak_lr, get_law
 from hf_lrlaw.laws.areas import warmup_end
 from hf_lrlaw.priors import Prior, PriorChoice, PriorError, RunContext
 from hf_lrlaw.threads import numpy_blas_single_thread
@@ -77,8 +85,10 @@ def fit(
     Args:
         curves: one or more :class:`LossCurve` (all points up to each curve's last step).
         law: "momentum" (Tissue et al. 2024), "multipower" (Luo et al. 2025), "power" (no
-            annealing term), a Law object, or "auto": with two or more curves, the law with the
-            lowest leave-one-curve-out error of the final loss; with one curve, "momentum".
+            annealing term), "lrnoise" (parameters that hold across peak LRs: fit it on runs of
+            several peak LRs to choose the LR), a Law object, or "auto": with two or more curves,
+            the law with the lowest leave-one-curve-out error of the final loss (the laws that
+            carry the peak LR compete when the curves differ in it); with one curve, "momentum".
         law_options: passed to the law (e.g. ``{"lam": 0.999, "warmup": "peak"}``).
         prior: None (maximum likelihood), "default" (learned on the bundled public curves),
             "default:<dataset>", a path to a prior or Fit JSON, a :class:`~hf_lrlaw.priors.Prior`,
@@ -134,6 +144,13 @@ def fit(
             out = _fit_auto(curves, options, settings)
         else:
             out = _fit_one(curves, law, options, settings)
+    peaks = [float(c.lrs.max()) for c in curves]
+    if max(peaks) > min(peaks) * PEAK_LR_TOLERANCE and not carries_peak_lr(out.law_object):
+        out.notes.append(
+            f"the curves span peak LRs {min(peaks):.3g}..{max(peaks):.3g}, which the {out.law} "
+            "law does not model (in it more LR area is always lower loss): do not choose a peak "
+            "LR with it; law='lrnoise' carries the LR across runs"
+        )
     if untrained:
         out.notes.append(
             f"{untrained} point(s) measured before any training at a non-zero LR (e.g. the loss "
@@ -450,17 +467,21 @@ def _fit_auto(curves: list[LossCurve], law_options: Mapping[str, Any], settings:
             "law (fewest parameters that model annealing) is the default",
         }
         return chosen
+    peaks = [float(c.lrs.max()) for c in used]
+    several = max(peaks) > min(peaks) * PEAK_LR_TOLERANCE
+    # the laws that carry the peak LR across runs compete only where the runs differ in it
+    names = [n for n in available_laws() if several or not carries_peak_lr(n)]
     errors: dict[str, float | None] = {}
-    for name in available_laws():
+    for name in names:
         errs = []
         for i, held in enumerate(used):
             rest = used[:i] + used[i + 1 :]
             try:
                 f = _fit_one(rest, name, {}, settings.without_calibration())
-            except FitError:
+                pred = f.predict(held.lrs, held.steps[-1:])[0]
+            except FitError:  # no fit, or no prediction for the held-out run
                 errs = []
                 break
-            pred = f.predict(held.lrs, held.steps[-1:])[0]
             errs.append(abs(pred - held.losses[-1]) / held.losses[-1])
         errors[name] = float(np.mean(errs)) if errs else None
     ranked = sorted((e, n) for n, e in errors.items() if e is not None)

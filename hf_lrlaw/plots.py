@@ -30,14 +30,16 @@ from matplotlib.patches import Patch
 from hf_lrlaw.curves import LossCurve
 from hf_lrlaw.files import write_atomic
 from hf_lrlaw.fit_result import Fit
+from hf_lrlaw.peak_lr import PeakLR
 from hf_lrlaw.ranking import Ranking
 from hf_lrlaw.schedules import Schedule
-from hf_lrlaw.schedules.labels import labels_without_common, schedule_label, truncate
+from hf_lrlaw.schedules.labels import family_label, labels_without_common, schedule_label, truncate
 
 __all__ = [
     "plot_fit",
     "plot_predictions_vs_actual",
     "plot_ranking",
+    "plot_time_transfer",
     "save_figure",
     "schedule_label",
 ]
@@ -525,3 +527,75 @@ def plot_predictions_vs_actual(
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+# -- plot_time_transfer --------------------------------------------------------------------------
+
+
+def plot_time_transfer(
+    transfers: Sequence[PeakLR] | Mapping[str, Sequence[PeakLR]],
+    path: str | os.PathLike[str] | None = None,
+    *,
+    observed: Mapping[int, float] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """The predicted optimal peak LR against the horizon, with its interval, for one or more
+    schedule families (:func:`hf_lrlaw.time_transfer`), and beside it the predicted final loss
+    against the peak LR at each horizon (how flat the optimum is). ``observed`` maps a horizon
+    to a measured optimal LR, drawn as crosses."""
+    series = dict(transfers) if isinstance(transfers, Mapping) else {"": list(transfers)}
+    if not series or not all(len(v) for v in series.values()):
+        raise ValueError("time transfer needs at least one horizon per schedule family")
+    fig = _new_figure(11.0, 4.2)
+    ax_lr, ax_loss = fig.subplots(1, 2)
+    for j, (label, rows) in enumerate(series.items()):
+        rows = sorted(rows, key=lambda r: r.total_steps)
+        name = label or family_label(rows[0].schedule, 40)
+        h = np.array([r.total_steps for r in rows], float)
+        ax_lr.plot(h, [r.peak_lr for r in rows], "o-", color=f"C{j}", ms=4, label=name)
+        ax_lr.fill_between(
+            h, [r.low for r in rows], [r.high for r in rows], color=f"C{j}", alpha=0.18, lw=0
+        )
+    shades = _colors(len(next(iter(series.values()))))
+    for k, r in enumerate(sorted(next(iter(series.values())), key=lambda r: r.total_steps)):
+        ok = np.isfinite(r.predicted)
+        ax_loss.plot(
+            r.grid[ok], r.predicted[ok], color=shades[k], lw=1.3, label=f"{r.total_steps:,}"
+        )
+        ax_loss.plot([r.peak_lr], [r.loss], "o", color=shades[k], ms=4)
+    if observed:
+        hs = sorted(observed)
+        ax_lr.plot(hs, [observed[x] for x in hs], "kx", ms=7, mew=1.5, label="measured")
+    for ax in (ax_lr, ax_loss):
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3, which="both")
+    ax_lr.set_yscale("log")
+    ax_lr.set_xlabel("horizon (optimizer steps)")
+    ax_lr.set_ylabel(f"optimal peak LR ({next(iter(series.values()))[0].level:.0%} interval)")
+    ax_lr.legend(fontsize=8)
+    ax_loss.set_xlabel("peak LR")
+    ax_loss.set_ylabel("predicted final loss")
+    ax_loss.legend(title="steps", fontsize=7, title_fontsize=8)
+    first, rows0 = next(iter(series.items()))
+    ax_loss.set_title(
+        f"{first or family_label(rows0[0].schedule, 40)}: predicted final loss against peak LR",
+        fontsize=9,
+    )
+    _limit_to_optima(ax_loss, next(iter(series.values())))
+    ax_lr.set_title(title or "Predicted optimal peak LR against the horizon", fontsize=9.5)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def _limit_to_optima(ax: Any, rows: Sequence[PeakLR]) -> None:
+    """Zoom the loss-vs-LR panel onto a decade either side of the optima, where it matters."""
+    lrs = [r.peak_lr for r in rows]
+    ax.set_xlim(min(lrs) / 10, max(lrs) * 10)
+    inside = np.concatenate(
+        [r.predicted[(r.grid >= min(lrs) / 10) & (r.grid <= max(lrs) * 10)] for r in rows]
+    )
+    inside = inside[np.isfinite(inside)]
+    if len(inside):
+        lo, hi = float(inside.min()), float(np.quantile(inside, 0.8))
+        ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))

@@ -22,7 +22,7 @@ from hf_lrlaw.files import json_ready
 from hf_lrlaw.fit_result import Fit, FitError, lr_blocks
 from hf_lrlaw.schedules import Schedule
 
-__all__ = ["Ranked", "Ranking", "rank"]
+__all__ = ["Ranked", "Ranking", "joint_thetas", "rank"]
 
 
 @dataclass(frozen=True)
@@ -205,13 +205,11 @@ def _flags(fit: Fit, scheds: Sequence[Schedule], valid: np.ndarray) -> list[str 
     ]
 
 
-def _predictions(
-    fit: Fit, scheds: Sequence[Schedule], level: float, n: int, seed: int, noise: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, low and high final loss of every schedule, and its final loss under ``n`` joint
-    draws of the parameters (plus, with ``noise``, a run-to-run scatter per schedule); one
-    pass over the schedules in blocks of bounded size. A draw that is no loss is +inf."""
-    rng = np.random.default_rng(seed)
+def joint_thetas(fit: Fit, n: int, seed: int | np.random.Generator = 0) -> np.ndarray:
+    """``n`` joint draws of the fit's parameters (rows): its Laplace covariance in search space,
+    clipped to the bounds; where the annealing gain is not identified, its coefficient drawn
+    between none and the fitted value."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     law = fit.law_object
     x = np.where(fit.log_params, np.log(np.maximum(fit.theta, 1e-300)), fit.theta)
     # Rounding can leave the Laplace covariance with tiny negative eigenvalues: clip them.
@@ -224,9 +222,20 @@ def _predictions(
     if not fit.annealing_identified:
         name = getattr(law, "annealing_param", None)
         if name:
-            # Unknown annealing gain: draw it between none and the fitted value's box.
             k = [p.name for p in law.params].index(name)
             thetas[:, k] *= rng.uniform(0.0, 1.0, size=n)
+    return thetas
+
+
+def _predictions(
+    fit: Fit, scheds: Sequence[Schedule], level: float, n: int, seed: int, noise: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, low and high final loss of every schedule, and its final loss under ``n`` joint
+    draws of the parameters (plus, with ``noise``, a run-to-run scatter per schedule); one
+    pass over the schedules in blocks of bounded size. A draw that is no loss is +inf."""
+    rng = np.random.default_rng(seed)
+    law = fit.law_object
+    thetas = joint_thetas(fit, n, rng)
     m = len(scheds)
     mean, low, high = np.empty(m), np.empty(m), np.empty(m)
     draws = np.empty((n, m))

@@ -42,7 +42,9 @@ MAIN_ARGS = dict(
     report_to="tensorboard",
 )
 MAIN_CALLBACK = dict(
-    fit_after=0.5, fit_every=0.125, candidates=["constant()", "wsd(decay_fraction=0.2)", "cosine()"]
+    fit_after=0.5,
+    fit_every=0.125,
+    candidates=["constant()", "wsd(decay_fraction=0.2)", "cosine()", "cosine(peak_lr=0.006)"],
 )
 
 
@@ -275,13 +277,17 @@ def test_candidates(main_run):
     trainer, callback, _, out = main_run
     record = _record(out)
     rows = record["candidates"]
-    assert [r["index"] for r in rows] == [0, 1, 2]
+    assert [r["index"] for r in rows] == [0, 1, 2, 3]
     assert rows[0]["schedule"].startswith("constant(peak_lr=0.003, total_steps=160")
     assert rows[1]["schedule"].startswith("wsd(peak_lr=0.003, total_steps=160, warmup_steps=10")
     # "cosine()" filled in from the run is this run's schedule: the same prediction
     assert rows[2]["schedule"] == record["schedule"]["text"]
     assert rows[2]["predicted"] == pytest.approx(record["prediction"]["final_loss"], rel=1e-9)
+    assert all(r["flag"] is None for r in rows[:3])
+    # 2x the run's peak LR: predicted (the law's extrapolation), flagged, never named the best
+    assert "peak LR 0.006 outside the fitted runs' 0.003" in rows[3]["flag"]
     entry = _lrlaw_logs(trainer)[-1]
+    assert math.isfinite(entry["lrlaw/candidate_3_final_loss"])
     best = min(range(3), key=lambda i: entry[f"lrlaw/candidate_{i}_final_loss"])
     assert entry["lrlaw/best_candidate"] == best
     assert entry["lrlaw/best_candidate_final_loss"] == entry[f"lrlaw/candidate_{best}_final_loss"]

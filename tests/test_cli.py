@@ -267,7 +267,7 @@ def test_rank_and_predict_take_the_fitted_run_for_left_out_parameters(capsys, tm
     assert run(capsys, "fit", TRAIN, "--law", "momentum", "-o", two)[0] == 0
     code, _, err = run(capsys, "rank", two, "--space", "wsd:decay_fraction=0.1,0.2")
     assert code == 2
-    assert "missing parameter peak_lr" in err and "only when its curves share them" in err
+    assert "missing parameter total_steps" in err and "only when its curves share them" in err
 
 
 def test_parse_space():

@@ -127,7 +127,7 @@ def test_binned_multipower_drop_is_close_to_exact(schedule):
         assert np.max(np.abs(a - b) / a) < 5e-5
 
 
-@pytest.mark.parametrize("name", ["momentum", "multipower", "power"])
+@pytest.mark.parametrize("name", available_laws())
 def test_prepare_final_agrees_with_prepare_at_the_last_step(name):
     law = get_law(name)
     scheds = [
@@ -139,6 +139,7 @@ def test_prepare_final_agrees_with_prepare_at_the_last_step(name):
         "momentum": [2.5, 0.6, 0.5, 0.4],
         "power": [2.5, 0.6, 0.5],
         "multipower": [2.5, 0.6, 0.45, 450.0, 2.0, 0.6, 0.65],
+        "lrnoise": [2.5, 1.1, 0.34, 0.6, 0.36, 0.41, 0.012],
     }[name]
     theta = np.array(theta, dtype=float)
     batch = law.predict(theta, law.prepare_final(np.stack([s.lrs() for s in scheds])))
@@ -156,6 +157,7 @@ def test_jacobian_matches_finite_differences(name):
         "momentum": [2.5, 0.6, 0.5, 0.4],
         "power": [2.5, 0.6, 0.5],
         "multipower": [2.5, 0.6, 0.45, 450.0, 2.0, 0.6, 0.65],
+        "lrnoise": [2.5, 1.1, 0.34, 0.6, 0.36, 0.41, 0.012],
     }[name]
     theta = np.array(theta, dtype=float)
     pred, jac = law.jacobian(theta, prep)

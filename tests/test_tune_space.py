@@ -62,9 +62,13 @@ def test_listed_settings_and_warmup_fractions():
     assert len(space) == 4
     assert {c.warmup_steps for c in space.candidates()} == {50, 100}
     assert space.reference() == (1e-3, 1000, 100)
+    # two peak LRs: a decayed pilot at each, over half the longest horizon, identifies the
+    # LR dependence (bench_peak_lr.py, protocol P)
     pilots = space.pilots()
-    assert [p.kind for p in pilots] == ["constant", "cosine", "cosine"]
-    assert {p.peak_lr for p in pilots} == {1e-3, 3e-3}
+    assert [p.kind for p in pilots] == ["wsd", "wsd"]
+    assert [p.peak_lr for p in pilots] == [1e-3, 3e-3]
+    assert {p.total_steps for p in pilots} == {500}
+    assert {p.param("decay_fraction") for p in pilots} == {0.2}
 
 
 def test_multistep_milestone_grids():

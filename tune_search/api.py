@@ -76,7 +76,7 @@ def search_schedules(
     total_steps: int | Sequence[int] | None = None,
     warmup_steps: int | float | Sequence[int | float] = 0,
     metric: str = "eval_loss",
-    law: str = "momentum",
+    law: str | None = None,
     law_options: Mapping[str, Any] | None = None,
     pilots: Sequence[Schedule | str] | None = None,
     pilot_steps: float | int | None = 0.5,

@@ -82,14 +82,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     se.add_argument(
         "--metric", default=None, help="reported loss (default eval_loss; loss for --simulate)"
     )
-    se.add_argument("--law", default="momentum", help="momentum, multipower, power or auto")
+    se.add_argument(
+        "--law",
+        default=None,
+        help="momentum, multipower, power, lrnoise or auto (default: lrnoise when the space "
+        "spans several peak LRs, else momentum)",
+    )
     se.add_argument("--lam", type=float, default=None, help="momentum law decay factor")
     se.add_argument("--top-k", type=int, default=3)
     se.add_argument(
         "--pilot-steps",
         type=_fraction_or_steps,
         default=0.5,
-        help="run pilots this far: a fraction of their horizon (default 0.5; 1.0 = "
+        help="run pilots this far: a fraction of the longest horizon (default 0.5; 1.0 = "
         "in full) or a step count",
     )
     se.add_argument(
@@ -138,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
     import logging
 
     from tune_search.api import search_schedules
-    from tune_search.space import DEFAULT_KINDS, ScheduleSpace, SpaceError
+    from tune_search.space import DEFAULT_KINDS, ScheduleSpace, SpaceError, several_peak_lrs
 
     logging.getLogger("tune_search").setLevel(logging.INFO if args.verbose else logging.WARNING)
     chosen = [x for x in (args.setup, args.trainable, args.simulate) if x]
@@ -156,8 +161,6 @@ def _run(args: argparse.Namespace) -> int:
         world = SimulatedWorld(model=args.simulate)
         metric = metric or "loss"
         kwargs["trainable"] = world.trainable(metric=metric)
-        if law_options is None:
-            law_options = world.fit_options(args.law)
     elif args.trainable:
         kwargs["trainable"] = _load_object(args.trainable, "--trainable")
     else:
@@ -210,13 +213,16 @@ def _run(args: argparse.Namespace) -> int:
     except SpaceError as exc:
         raise CliError(str(exc)) from None
 
+    law = args.law or ("lrnoise" if several_peak_lrs(space.candidates()) else "momentum")
+    if world is not None and law_options is None:
+        law_options = world.fit_options(law) or None
     resources = {"cpu": args.cpus_per_trial}
     if args.gpus_per_trial:
         resources["gpu"] = args.gpus_per_trial
     result = search_schedules(
         space=space,
         metric=metric,
-        law=args.law,
+        law=law,
         law_options=law_options,
         pilot_steps=args.pilot_steps,
         top_k=args.top_k,

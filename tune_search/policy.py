@@ -24,13 +24,21 @@ from hf_lrlaw.files import read_json
 from hf_lrlaw.fit_result import SCHEMA as FIT_SCHEMA
 from hf_lrlaw.fit_result import Fit, FitError, fit_data
 from hf_lrlaw.fitting import fit
-from hf_lrlaw.laws import available_laws
+from hf_lrlaw.laws import available_laws, carries_peak_lr
+from hf_lrlaw.priors import shipped_priors
 from hf_lrlaw.ranking import Ranking, rank
 from hf_lrlaw.schedules import Schedule
 from hf_lrlaw.threads import numpy_blas_single_thread
-from tune_search.records import CANDIDATE_ROLES, STOPPED, CurveBook, parse_schedules
+from tune_search.records import (
+    CANDIDATE_ROLES,
+    DIVERGED,
+    STOPPED,
+    CurveBook,
+    parse_schedules,
+    schedule_of,
+)
 from tune_search.records import FINISHED as TRIAL_FINISHED
-from tune_search.space import ScheduleSpace, family, fingerprint
+from tune_search.space import ScheduleSpace, family, fingerprint, pilots_for, several_peak_lrs
 
 __all__ = ["FINISHED", "STATE_SCHEMA", "SearchPolicy"]
 
@@ -48,7 +56,7 @@ class SearchPolicy:
         self,
         space: ScheduleSpace | Sequence[Schedule | str],
         metric: str | None = None,
-        law: str = "momentum",
+        law: str | None = None,
         pilots: Sequence[Schedule | str] | None = None,
         top_k: int = 3,
         prior_fit: Fit | str | os.PathLike[str] | None = None,
@@ -65,7 +73,20 @@ class SearchPolicy:
         seed: int = 0,
     ) -> None:
         candidates, self.space_description, default_pilots = candidates_of(space, max_steps)
+        several = several_peak_lrs(candidates)
+        if law is None:  # the law that can choose the peak LR where the space holds several
+            law = "lrnoise" if several else "momentum"
+        elif several and law != "auto" and not carries_peak_lr(law):
+            logger.warning(
+                "LRLaw search: the space spans peak LRs %.3g..%.3g, which the %s law does not "
+                "model (more LR area is always lower loss in it, so it ranks the highest LR "
+                "first); law='lrnoise' (the default for such a space) carries the LR across runs",
+                min(c.peak_lr for c in candidates),
+                max(c.peak_lr for c in candidates),
+                law,
+            )
         _check(law, top_k, level, pilot_steps, fit_kwargs or {})
+        self._longest = max(c.total_steps for c in candidates)
         self._candidates: list[Schedule] = candidates
         self._texts = [str(s) for s in candidates]
         self._fingerprint = fingerprint(candidates)
@@ -80,7 +101,12 @@ class SearchPolicy:
         self.seed = int(seed)
 
         self.fit_kwargs = dict(fit_kwargs or {})
-        if prior_fit is None and "prior" not in self.fit_kwargs and not self.law_options:
+        if (
+            prior_fit is None
+            and "prior" not in self.fit_kwargs
+            and not self.law_options
+            and law in shipped_priors()
+        ):
             # Pilots are young runs: the prior learned on public curves supplies what their
             # data cannot tell yet, until a finished run with LR decay shows it.
             self.fit_kwargs["prior"] = "default"
@@ -274,13 +300,18 @@ class SearchPolicy:
         failed = frozenset(
             r.schedule for r in self.book.records.values() if r.status in ("error", "diverged")
         )
+        ceiling = self.diverged_peak_lr()
         if (
             self._ranking is not None
             and self._ranking_fit is fit
             and self._ranking_failed == failed
         ):
             return self._ranking
-        viable = [c for c, t in zip(self._candidates, self._texts) if t not in failed]
+        viable = [
+            c
+            for c, t in zip(self._candidates, self._texts)
+            if t not in failed and (ceiling is None or c.peak_lr < ceiling * (1 - 1e-9))
+        ]
         if not viable:
             return None
         try:
@@ -291,6 +322,16 @@ class SearchPolicy:
             return None
         self._ranking_fit, self._ranking_failed = fit, failed
         return self._ranking
+
+    def diverged_peak_lr(self) -> float | None:
+        """The lowest peak LR a trial diverged at: no candidate at it or above is ranked (the
+        laws describe stable training and cannot see the edge of stability); None if none."""
+        peaks = [
+            schedule_of(r.schedule).peak_lr
+            for r in self.book.records.values()
+            if r.status == DIVERGED
+        ]
+        return min(peaks) if peaks else None
 
     def open_candidates(self, ranking: Ranking | None = None) -> list:
         """Untried candidates that may still beat the best: the predicted leader, and every
@@ -424,13 +465,15 @@ class SearchPolicy:
         return config
 
     def _pilot_stop(self, text: str) -> int | None:
+        """The last step a pilot runs to: ``pilot_steps`` of the longest candidate horizon (a
+        pilot shorter than that runs in full)."""
         if self.pilot_steps is None:
             return None
         total = Schedule.parse(text).total_steps
         if isinstance(self.pilot_steps, float):
-            stop = max(1, round(self.pilot_steps * total)) - 1
+            stop = max(1, round(self.pilot_steps * self._longest)) - 1
         else:
-            stop = min(int(self.pilot_steps), total) - 1
+            stop = int(self.pilot_steps) - 1
         return None if stop >= total - 1 else stop
 
     def _finish_or_wait(self, reason: str) -> str | None:
@@ -557,14 +600,11 @@ def load_prior_fit(
 
 
 def _default_pilots(candidates: Sequence[Schedule]) -> list[Schedule]:
-    """Constant and cosine at the most common (peak_lr, longest total_steps, warmup) setting."""
+    """The pilots of a plain candidate list: those of :meth:`ScheduleSpace.pilots` at its most
+    common (peak LR, warmup) setting, its longest horizon and the peak LRs it holds."""
     counts: dict[tuple[float, int], int] = {}
     for s in candidates:
         counts[(s.peak_lr, s.warmup_steps)] = counts.get((s.peak_lr, s.warmup_steps), 0) + 1
     peak, warm = max(counts, key=lambda k: counts[k])
     total = max(s.total_steps for s in candidates)
-    warm = min(warm, total - 1)
-    return [
-        Schedule.constant(peak, total, warmup_steps=warm),
-        Schedule.cosine(peak, total, warmup_steps=warm),
-    ]
+    return pilots_for(sorted({s.peak_lr for s in candidates}), peak, total, min(warm, total - 1))

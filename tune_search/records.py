@@ -26,6 +26,8 @@ from hf_lrlaw.threads import numpy_blas_single_thread
 __all__ = [
     "CANDIDATE_ROLES",
     "DIVERGED",
+    "DIVERGENCE_RATIO",
+    "DIVERGENCE_REPORTS",
     "ERROR",
     "FINISHED",
     "RUNNING",
@@ -42,6 +44,11 @@ logger = logging.getLogger("tune_search")
 # statuses of a trial record
 RUNNING, FINISHED, STOPPED, ERROR, DIVERGED = "running", "finished", "stopped", "error", "diverged"
 CANDIDATE_ROLES = ("candidate", "fallback")  # the roles of full runs the law chose
+# A run has diverged when its loss stays this far above its lowest so far for this many reports
+# in a row (the 124M grid's 5e-3 run: 4.87 at 1.2k steps, then 7.4-7.8 to the end); a single
+# spike that recovers is not a divergence.
+DIVERGENCE_RATIO = 1.2
+DIVERGENCE_REPORTS = 3
 
 
 @dataclass
@@ -92,12 +99,38 @@ class TrialRecord:
             self.losses = [self.losses[i] for i in keep]
             self.windows = [self.windows[i] for i in keep]
             self.restarts += 1
-            if self.status == DIVERGED:
+            if self.status == DIVERGED:  # the restart runs again from before the divergence
                 self.status = RUNNING
+                self.note = "" if self.note.startswith("diverged") else self.note
         self.steps.append(step)
         self.losses.append(loss)
         self.windows.append(window)
         return True
+
+    def diverging(self) -> str | None:
+        """Why the trial's curve says it diverged: a NaN/inf/non-positive loss, or its last
+        ``DIVERGENCE_REPORTS`` losses all above ``DIVERGENCE_RATIO`` times its lowest before
+        them; None while it trains."""
+        if not self.losses:
+            return None
+        last = self.losses[-1]
+        if not (math.isfinite(last) and last > 0):
+            return f"reported a loss of {last!r} at step {self.steps[-1]}"
+        n = DIVERGENCE_REPORTS
+        if len(self.losses) <= n:
+            return None
+        before = [v for v in self.losses[:-n] if math.isfinite(v) and v > 0]
+        if not before:
+            return None
+        low = min(before)
+        recent = self.losses[-n:]
+        if all(math.isfinite(v) and v > DIVERGENCE_RATIO * low for v in recent):
+            at = self.steps[self.losses.index(low)]
+            return (
+                f"its loss rose from {low:.4g} (step {at}) to {recent[-1]:.4g} (step "
+                f"{self.steps[-1]}) and stayed above {DIVERGENCE_RATIO:g}x for {n} reports"
+            )
+        return None
 
     def summary(self) -> dict[str, Any]:
         """What a report shows of the trial: id, schedule, role, status, steps, final loss."""
@@ -311,15 +344,15 @@ class CurveBook:
             window = 1
         if not rec.add_point(step, loss, int(window)):
             return False
-        if not (math.isfinite(loss) and loss > 0):
-            if rec.status == RUNNING:
-                rec.status = DIVERGED
+        why = rec.diverging() if rec.status == RUNNING else None
+        if why is not None:
+            rec.status = DIVERGED
+            rec.note = f"diverged: {why}"
             self.warn(
                 trial_id,
-                f"reported {self.metric}={loss!r} at step {step}: the run "
-                "diverged or logged a bad value; its finite points stay in the fit and it "
-                "is never recommended",
-                "nonfinite",
+                f"{rec.schedule}: the run diverged ({why}); it is left out of the fit, never "
+                "recommended, and no candidate at its peak LR or above is suggested",
+                "diverged",
             )
         self.version += 1
         return True
@@ -381,6 +414,10 @@ class CurveBook:
 
     # -- curves and the fit -------------------------------------------------------------------
     def curve(self, rec: TrialRecord) -> LossCurve | None:
+        """The trial's reported curve (its usable points), None when it has none or diverged
+        (the laws describe stable training: a diverged run would bend the fit)."""
+        if rec.status == DIVERGED:
+            return None
         s = schedule_of(rec.schedule)
         lrs = s.lrs()
         steps = np.asarray(rec.steps, dtype=np.int64)
@@ -416,8 +453,11 @@ class CurveBook:
 
     @property
     def n_points(self) -> int:
+        """Usable points the fit sees (a diverged trial's are left out)."""
         return sum(len(c) for c in self.prior_curves) + sum(
-            sum(1 for v in r.losses if math.isfinite(v) and v > 0) for r in self.records.values()
+            sum(1 for v in r.losses if math.isfinite(v) and v > 0)
+            for r in self.records.values()
+            if r.status != DIVERGED
         )
 
     def annealed_run_finished(self) -> bool:

@@ -81,10 +81,13 @@ class LRLawSearcher(Searcher):
             through ``set_search_properties`` (Tune calls it only when ``param_space`` is
             non-empty; pass ``metric=`` here otherwise).
         mode: "min" (a loss); "max" is refused.
-        law: the law to fit ("momentum", "multipower", "power" or "auto").
+        law: the law to fit ("momentum", "multipower", "power", "lrnoise" or "auto"). None:
+            "lrnoise" (whose parameters hold across peak LRs) when the candidates differ in
+            peak LR, else "momentum".
         law_options: options of the law (e.g. ``{"lam": 0.99}`` for short runs).
-        pilots: schedules to run before the first fit. None: constant and cosine at the
-            space's reference setting (``space.pilots()``), or none when ``prior_fit`` is given.
+        pilots: schedules to run before the first fit. None: ``space.pilots()`` (constant and
+            cosine at the space's reference setting; over several peak LRs, WSD runs of half
+            the horizon at the lowest, middle and highest), or none when ``prior_fit`` is given.
             ``[]``: no pilots.
         top_k: how many candidates to run in full (pilots not counted); the search finishes
             when they are done, or earlier when no remaining candidate can beat the best.
@@ -92,8 +95,9 @@ class LRLawSearcher(Searcher):
             ``record.json`` (an earlier run of the same recipe): it ranks before any pilot, so
             no default pilots run, and it is the prior of every later fit (``hf_lrlaw.fit(...,
             prior=...)``); a record's curves also join the fits.
-        pilot_steps: run pilots only this far: a fraction of the pilot's horizon (float; default
-            0.5, the first half) or a step count (int); None or 1.0 runs them in full. A partial
+        pilot_steps: run pilots only this far: a fraction of the longest candidate horizon
+            (float; default 0.5, the first half) or a step count (int); a shorter pilot runs
+            in full; None or 1.0 runs them all in full. A partial
             pilot's config carries ``lrlaw_stop_step``; the trial (or ``LRLawStopper``) stops
             there, and a trial that runs on anyway only gives the fit more data.
         margin: a remaining candidate gets a full run only if the law cannot rule out that it
@@ -106,8 +110,8 @@ class LRLawSearcher(Searcher):
         max_steps: the most optimizer steps a trial can run: longer candidates are dropped
             (with one warning) instead of failing trials.
         fit_kwargs: more keyword arguments for :func:`hf_lrlaw.fit`, e.g. ``{"n_starts": 8}``.
-            Unless ``prior_fit`` or ``law_options`` is given, ``prior="default"`` (learned on
-            public curves) is used until a trial whose LR decays to half its peak or less has
+            Unless ``prior_fit`` or ``law_options`` is given, or the law has no shipped prior
+            (lrnoise), ``prior="default"`` (learned on public curves) is used until a trial whose LR decays to half its peak or less has
             finished, then the data alone; ``{"prior": None}`` fits the data alone throughout,
             ``{"min_step": n}`` leaves out points before step n (an initial plateau).
         config_fn: optional ``Schedule -> dict`` of extra config keys per suggestion (e.g.
@@ -120,7 +124,7 @@ class LRLawSearcher(Searcher):
         space: ScheduleSpace | Sequence[Schedule | str],
         metric: str | None = None,
         mode: str | None = "min",
-        law: str = "momentum",
+        law: str | None = None,
         pilots: Sequence[Schedule | str] | None = None,
         top_k: int = 3,
         prior_fit: Fit | str | os.PathLike[str] | None = None,

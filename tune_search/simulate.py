@@ -28,7 +28,7 @@ import numpy as np
 from hf_lrlaw.laws import get_law
 from hf_lrlaw.schedules import Schedule
 
-__all__ = ["PRESETS", "PRESET_OPTIONS", "SimulatedWorld"]
+__all__ = ["LRNOISE_PRESET", "PRESETS", "PRESET_OPTIONS", "SimulatedWorld"]
 
 # Fits on the public curves of Luo et al. 2025 (hf_lrlaw.datasets.multipowerlaw_split(size)[0],
 # fit(..., "multipower") and fit(..., "momentum")): 24,000 steps, peak LR 3e-4, warmup 2,160.
@@ -70,6 +70,19 @@ PRESETS: dict[str, dict[str, dict[str, float]]] = {
         "momentum": {"L0": 2.67008, "A": 0.630081, "alpha": 0.727616, "C": 0.556025},
     },
 }
+# The lrnoise law fitted on the bundled 124M SlimPajama grid of lr-scheduling (every run of <= 25k
+# steps at peak LR 1e-4..3e-3, min_step=3000; bench/bench_peak_lr.py, fit A): a world whose best
+# peak LR is interior and falls with the horizon. Its parameters are in absolute steps and LRs
+# (time_scale does not transform them).
+LRNOISE_PRESET: dict[str, float] = {
+    "L0": 2.51987,
+    "A": 1.10587,
+    "alpha": 0.342728,
+    "p": 0.596378,
+    "B": 0.362301,
+    "beta": 0.409445,
+    "D": 0.0117659,
+}
 # The law options those fits used (pinned: a change of the core's defaults must not move the
 # simulated worlds).
 PRESET_OPTIONS: dict[str, dict[str, Any]] = {
@@ -87,7 +100,9 @@ class SimulatedWorld:
 
     Args:
         law: the hidden law, "multipower" (default) or "momentum", with the options the
-            presets were fitted with (:data:`PRESET_OPTIONS`) unless ``law_options`` says else.
+            presets were fitted with (:data:`PRESET_OPTIONS`) unless ``law_options`` says else;
+            or "lrnoise" (:data:`LRNOISE_PRESET`, a 124M model whose loss depends on the peak
+            LR with an interior optimum: the world for searches over peak LRs).
         params: its parameters (natural units of the 24,000-step preset world; see the module
             docstring for ``time_scale``); default the preset ``model``.
         model: which preset ("25M", "100M", "400M") when ``params`` is None.
@@ -96,6 +111,8 @@ class SimulatedWorld:
         run_noise: relative run-to-run offset (one draw per trial; e.g. the data order).
         log_every: a loss is logged every this many steps (and at the last step).
         seed: seeds the noise; a trial's noise also depends on its schedule and ``trial_seed``.
+        diverge_lr: a run at this peak LR or above diverges, as the 124M grid's 5e-3 run did:
+            from 10% of its steps on, its loss is 1.5 times what it was there.
     """
 
     law: str = "multipower"
@@ -107,9 +124,15 @@ class SimulatedWorld:
     log_every: int = 40
     seed: int = 0
     law_options: dict[str, Any] = field(default_factory=dict)
+    diverge_lr: float | None = None
 
     def __post_init__(self) -> None:
-        base = dict(self.params if self.params is not None else PRESETS[self.model][self.law])
+        if self.params is not None:
+            base = dict(self.params)
+        elif self.law == "lrnoise":
+            base = dict(LRNOISE_PRESET)
+        else:
+            base = dict(PRESETS[self.model][self.law])
         self.law_options = {**PRESET_OPTIONS.get(self.law, {}), **self.law_options}
         k = float(self.time_scale)
         if self.law == "multipower":
@@ -162,7 +185,13 @@ class SimulatedWorld:
             for chunk in np.array_split(np.asarray(idx), max(1, len(idx) // 256)):
                 lrs = np.stack([scheds[i].lrs() for i in chunk])
                 out[chunk] = self._law.predict(self._theta, self._law.prepare_final(lrs))
+        for i, s in enumerate(scheds):
+            if self._diverges(s):
+                out[i] = self.true_curve(s)[1][-1]
         return out
+
+    def _diverges(self, schedule: Schedule) -> bool:
+        return self.diverge_lr is not None and schedule.peak_lr >= self.diverge_lr
 
     def logging_steps(self, schedule: Schedule) -> np.ndarray:
         """Steps (LossCurve convention) at which a loss is logged: every ``log_every`` steps
@@ -177,7 +206,11 @@ class SimulatedWorld:
         """Noise-free ``(steps, losses)`` at the logging steps."""
         s = Schedule.parse(schedule) if isinstance(schedule, str) else schedule
         steps = self.logging_steps(s)
-        return steps, self._law.predict(self._theta, self._law.prepare(s.lrs(), steps))
+        losses = self._law.predict(self._theta, self._law.prepare(s.lrs(), steps))
+        if self._diverges(s):
+            late = steps >= 0.1 * s.total_steps
+            losses = np.where(late, 1.5 * losses[int(np.argmax(late))], losses)
+        return steps, losses
 
     def curve(self, schedule: Schedule | str, trial_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """``(steps, losses)`` with noise, as a trial would log them (deterministic per seed,

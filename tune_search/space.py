@@ -33,10 +33,21 @@ from typing import Any
 
 import numpy as np
 
+from hf_lrlaw.fit_result import PEAK_LR_TOLERANCE
 from hf_lrlaw.schedules import KINDS, Grid, Schedule, ScheduleError, schedule_grid
 from hf_lrlaw.schedules import span as grid_span
 
-__all__ = ["ScheduleSpace", "SpaceError", "span", "DEFAULT_KINDS", "family"]
+__all__ = [
+    "DEFAULT_KINDS",
+    "ScheduleSpace",
+    "SpaceError",
+    "family",
+    "pilots_for",
+    "several_peak_lrs",
+    "span",
+]
+
+PILOT_DECAY = 0.2  # the cooldown of the pilots of a space of several peak LRs
 
 
 class SpaceError(ValueError):
@@ -234,18 +245,10 @@ class ScheduleSpace:
         return peaks[(len(peaks) - 1) // 2], total, warms[(len(warms) - 1) // 2]
 
     def pilots(self) -> list[Schedule]:
-        """Default pilot schedules: constant and cosine to 0 at the reference setting (and a
-        cosine at every other peak LR), the pair the papers fit their laws on."""
+        """Default pilot schedules (:func:`pilots_for`): constant and cosine to 0 at the reference
+        setting; for several peak LRs, a short WSD run at the lowest, middle and highest."""
         peak, total, warm = self.reference()
-        out = [
-            Schedule.constant(peak, total, warmup_steps=warm, warmup_shape=self.warmup_shape),
-            Schedule.cosine(peak, total, warmup_steps=warm, warmup_shape=self.warmup_shape),
-        ]
-        for other in sorted(set(self.peak_lrs) - {peak}):
-            out.append(
-                Schedule.cosine(other, total, warmup_steps=warm, warmup_shape=self.warmup_shape)
-            )
-        return out
+        return pilots_for(self.peak_lrs, peak, total, warm, self.warmup_shape)
 
     def describe(self) -> str:
         """One line: how many candidates of which kinds, and how many combinations were skipped."""
@@ -335,3 +338,37 @@ def fingerprint(schedules: Sequence[Schedule]) -> str:
         h.update(str(s).encode() if s.kind != "free_form" else s.lrs().tobytes())
         h.update(b"\n")
     return h.hexdigest()[:16]
+
+
+def several_peak_lrs(schedules: Sequence[Schedule]) -> bool:
+    """Whether the schedules differ in peak LR (by more than 5%)."""
+    peaks = [s.peak_lr for s in schedules]
+    return bool(peaks) and max(peaks) > min(peaks) * PEAK_LR_TOLERANCE
+
+
+def pilots_for(
+    peak_lrs: Sequence[float],
+    peak: float,
+    total: int,
+    warmup: int,
+    warmup_shape: str = "linear",
+) -> list[Schedule]:
+    """The default pilots. At one peak LR: constant and cosine to 0 at ``peak`` over ``total``
+    steps, the pair the papers fit their laws on (run to ``pilot_steps``). At several: WSD with a
+    20% linear cooldown over half the horizon at the lowest, the middle (``peak``) and the
+    highest peak LR, each run in full: the rise of the loss with the LR, its annealing gain and
+    the penalty a high LR keeps after its cooldown, at half a run per LR (bench_peak_lr.py,
+    protocol P)."""
+    common = {"warmup_steps": warmup, "warmup_shape": warmup_shape}
+    peaks = sorted(set(float(p) for p in peak_lrs))
+    if not several_peak_lrs([Schedule.constant(p, max(total, 1)) for p in peaks]):
+        return [
+            Schedule.constant(peak, total, **common),
+            Schedule.cosine(peak, total, **common),
+        ]
+    half = max(total // 2, warmup + 2)
+    chosen = sorted({peaks[0], float(peak), peaks[-1]})
+    return [
+        Schedule.wsd(p, half, decay_fraction=PILOT_DECAY, **common)  # type: ignore[arg-type]
+        for p in chosen
+    ]

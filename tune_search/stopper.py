@@ -32,7 +32,7 @@ import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from hf_lrlaw.laws import available_laws
-from tune_search.records import CurveBook, schedule_of
+from tune_search.records import DIVERGED, CurveBook, schedule_of
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
@@ -59,7 +59,8 @@ class LRLawStopper(FIFOScheduler):
         anchor: shift each trial's prediction by its own recent residual (the mean of
             ``log(loss) - log(law)`` over its last points), so that a law that fits some runs
             a little off still judges each run on its own level.
-        stop_diverged: stop a trial that reports a NaN/inf loss.
+        stop_diverged: stop a trial that diverged: it reported a NaN/inf loss, or its loss
+            stayed 20% above its lowest for 3 reports (``tune_search.records.DIVERGENCE_*``).
     """
 
     def __init__(
@@ -150,6 +151,8 @@ class LRLawStopper(FIFOScheduler):
         loss = result[metric]
         if self.stop_diverged and not (isinstance(loss, (int, float)) and math.isfinite(loss)):
             return self._decide(trial, "STOP", f"reported {metric}={loss!r}")
+        if self.stop_diverged and rec.status == DIVERGED:
+            return self._decide(trial, "STOP", rec.note or "diverged")
         if rec.role == "pilot":
             return TrialScheduler.CONTINUE
         total = rec.total_steps

@@ -142,7 +142,11 @@ class LRLawCallback(TrainerCallback, ExportableState):
     `lrlaw/predicted_final_loss_low`, `lrlaw/predicted_final_loss_high`,
     `lrlaw/annealing_identified` (1 or 0), `lrlaw/fit_step` (the data the fit saw) and, with
     candidates, `lrlaw/best_candidate` (its index), `lrlaw/best_candidate_final_loss` (with
-    `_low`, `_high`) and `lrlaw/candidate_<i>_final_loss`; `lrlaw/diverged` and
+    `_low`, `_high`) and `lrlaw/candidate_<i>_final_loss`. A candidate at another peak LR than
+    the run's ("what would 2x the LR give?") is predicted, but flagged in `record.json` and
+    never named the best: one run does not show how the loss depends on the LR (with the
+    momentum law, more LR always looks better). Choose the LR from runs at several LRs with
+    `law="lrnoise"` (`hf_lrlaw.optimal_peak_lr`, `lrlaw peak-lr`). `lrlaw/diverged` and
     `lrlaw/stopped` when that happens. Integrations prefix them as they do all train logs
     (TensorBoard: `train/lrlaw/...`).
 

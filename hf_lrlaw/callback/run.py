@@ -342,12 +342,16 @@ def _metrics(result: FitResult) -> dict[str, float]:
         "annealing_identified": 1.0 if p.get("annealing_identified") else 0.0,
         "fit_step": float(result.step),
     }
-    if result.candidates:
-        best = min(result.candidates, key=lambda r: r["predicted"])
+    # a candidate the law cannot speak for (another peak LR than the fit saw: the row's flag
+    # says why) is reported, but never named the best
+    trusted = [r for r in result.candidates if not r.get("flag") and finite(r["predicted"])]
+    if trusted:
+        best = min(trusted, key=lambda r: r["predicted"])
         metrics["best_candidate"] = float(best["index"])
         metrics["best_candidate_final_loss"] = best["predicted"]
         metrics["best_candidate_final_loss_low"] = best["low"]
         metrics["best_candidate_final_loss_high"] = best["high"]
+    if result.candidates:
         for row in result.candidates:
             metrics[f"candidate_{row['index']}_final_loss"] = row["predicted"]
     return {PREFIX + k: float(v) for k, v in metrics.items() if finite(v) is not None}

@@ -24,7 +24,7 @@ from hf_lrlaw.cli.inputs import (
     steps_from,
     until_from,
 )
-from hf_lrlaw.cli.schedule_args import schedules_from
+from hf_lrlaw.cli.schedule_args import MAX_CANDIDATES, schedules_from
 from hf_lrlaw.curves import LossCurve
 from hf_lrlaw.evaluation import evaluate
 from hf_lrlaw.files import json_ready, json_text, write_atomic
@@ -37,6 +37,7 @@ __all__ = [
     "cmd_evaluate",
     "cmd_fit",
     "cmd_plot",
+    "cmd_peak_lr",
     "cmd_predict",
     "cmd_prior",
     "cmd_rank",
@@ -281,9 +282,20 @@ def cmd_rank(args: argparse.Namespace) -> int:
     out = check_out(args.output, (".csv", ".md", ".json"), "-o", _inputs(args, args.fit))
     plot_out = check_out(args.plot, (".png", ".pdf", ".svg"), "--plot", _inputs(args, args.fit))
     fit = load_fit(args.fit)
-    schedules = schedules_from(args, fit.run_defaults())
+    horizons = steps_from(args.horizon, "--horizon", minimum=2)
+    defaults = fit.run_defaults() or fit.shared_run_values() or None
+    if horizons:
+        defaults = {**(defaults or {}), "total_steps": horizons[0]}
+    schedules = schedules_from(args, defaults)
     if not schedules:
         raise UsageError("give candidates with --schedules FILE, --space SPEC or --schedule TEXT")
+    if horizons:
+        if len(schedules) * len(horizons) > MAX_CANDIDATES:
+            raise UsageError(
+                f"{len(schedules)} candidates x {len(horizons)} horizons is more than "
+                f"{MAX_CANDIDATES} candidates"
+            )
+        schedules = list(dict.fromkeys(s.with_total_steps(h) for s in schedules for h in horizons))
     ranking = rank(fit, schedules, level=args.level)
     print(f"{len(ranking)} candidate(s), {fit.law} law, best first:")
     print(ranking.to_markdown(k=args.top))
@@ -460,3 +472,57 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 # =================================================================================================
 # the parser
 # =================================================================================================
+
+
+def cmd_peak_lr(args: argparse.Namespace) -> int:
+    from hf_lrlaw.peak_lr import PeakLR, optimal_peak_lr
+
+    out = check_out(args.output, (".json", ".csv", ".md"), "-o", _inputs(args, args.fit))
+    plot_out = check_out(args.plot, (".png", ".pdf", ".svg"), "--plot", _inputs(args, args.fit))
+    fit = load_fit(args.fit)
+    horizons = steps_from(args.horizon, "--horizon", minimum=2) or [None]
+    found: dict[str, list[PeakLR]] = {}
+    for family in args.schedule:
+        found[family] = [
+            optimal_peak_lr(fit, family, total_steps=h, level=args.level) for h in horizons
+        ]
+    rows = [{"family": family, **r.to_dict()} for family, results in found.items() for r in results]
+    pct = f"{args.level:.0%} interval"
+    table = [
+        (
+            r["family"],
+            f"{r['total_steps']:,}",
+            f"{r['peak_lr']:.3g}",
+            f"[{r['low']:.3g}, {r['high']:.3g}]",
+            f"{r['loss']:.4f}",
+            f"[{r['loss_low']:.4f}, {r['loss_high']:.4f}]",
+            "at the edge of the searched LRs" if r["at_edge"] else "",
+        )
+        for r in rows
+    ]
+    header = ("family", "steps", "optimal peak LR", pct, "predicted loss", pct, "note")
+    print(f"optimal peak LR, {fit.law} law (intervals: the fit's parameter uncertainty):")
+    print(_table(table, header))
+    if len(found) > 1:
+        for i in range(len(horizons)):
+            best = min((results[i] for results in found.values()), key=lambda r: r.loss)
+            print(f"best at {best.total_steps:,} steps: {best.schedule}")
+    for note in fit.notes:
+        print(f"note: {note}")
+    if out is not None:
+        suffix = out.suffix.lower()
+        if suffix == ".csv":
+            text = _csv(rows)
+        elif suffix == ".md":
+            md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            text = "\n".join(md + ["| " + " | ".join(row) + " |" for row in table]) + "\n"
+        else:
+            text = json_text({"law": fit.law, "level": args.level, "rows": rows}, indent=1)
+        write_atomic(out, text)
+        print(f"wrote {out}")
+    if plot_out is not None:
+        from hf_lrlaw.plots import plot_time_transfer
+
+        plot_time_transfer(found, plot_out)
+        print(f"wrote {plot_out}")
+    return 0

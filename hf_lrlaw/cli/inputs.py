@@ -199,15 +199,24 @@ def until_from(text: str | None) -> int | float | None:
     return value
 
 
-def steps_from(text: str | None) -> list[int] | None:
+def steps_from(text: str | None, what: str = "--steps", minimum: int = 0) -> list[int] | None:
+    """Comma-separated step counts (``5e4`` allowed where it is a whole number), each >=
+    ``minimum``; None when the option was not given."""
     if text is None:
         return None
-    try:
-        steps = [int(t) for t in text.replace(" ", "").split(",") if t]
-    except ValueError:
-        raise UsageError(f"--steps {text!r}: expected integers separated by commas") from None
+    steps = []
+    for token in (t for t in text.replace(" ", "").split(",") if t):
+        try:
+            value = float(token)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value != int(value):
+            raise UsageError(f"{what} {text!r}: expected whole numbers separated by commas")
+        if value < minimum:
+            raise UsageError(f"{what} {text!r}: {token} is below {minimum}")
+        steps.append(int(value))
     if not steps:
-        raise UsageError("--steps: no step given")
+        raise UsageError(f"{what}: no step given")
     return steps
 
 

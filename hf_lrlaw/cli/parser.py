@@ -245,6 +245,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("fit", metavar="FIT.json")
     _add_schedule_inputs(p, space=True)
+    p.add_argument(
+        "--horizon",
+        metavar="H,H,...",
+        help="put every candidate at each of these horizons (steps), e.g. 25000,50000",
+    )
     p.add_argument("--top", type=positive_int, default=10, help="rows to print (10)")
     p.add_argument("--level", type=level, default=0.9, help="interval probability (0.9)")
     p.add_argument("-o", "--output", metavar="TABLE.csv|.md|.json", help="write the whole ranking")
@@ -296,6 +301,38 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="REPORT.json|.md", help="also write the report")
     p.add_argument("--plot", metavar="FIG.png", help="predicted vs observed last losses")
     p.set_defaults(func=commands.cmd_evaluate)
+
+    p = sub.add_parser(
+        "peak-lr",
+        help="the optimal peak LR of schedule families, per horizon",
+        description=_wrap(
+            "The peak LR that minimises the predicted final loss of each --schedule family "
+            "(its shape; the peak LR is searched) at each --horizon, with an interval; with "
+            "several families, the best (peak LR, schedule) pair per horizon. Needs a fit of a "
+            "law that carries the peak LR across runs: lrlaw fit RUNS --law lrnoise, on runs "
+            "of two or more peak LRs. Horizons are optimizer steps at the fitted runs' batch "
+            "size (batch size is not modelled)."
+        ),
+        formatter_class=fmt,
+    )
+    p.add_argument("fit", metavar="FIT.json")
+    p.add_argument(
+        "--schedule",
+        action="append",
+        required=True,
+        metavar="FAMILY",
+        help="a schedule family, repeatable: 'wsd(decay_fraction=0.2)', 'cosine', ... (the "
+        "horizon and warmup default to the fitted runs' where they share them)",
+    )
+    p.add_argument(
+        "--horizon", metavar="H,H,...", help="horizons in steps (default: the fitted runs')"
+    )
+    p.add_argument("--level", type=level, default=0.9, help="interval probability (0.9)")
+    p.add_argument("-o", "--output", metavar="FILE.json|.csv|.md", help="also write the table")
+    p.add_argument(
+        "--plot", metavar="FIG.png", help="the optimal LR against the horizon (Time Transfer)"
+    )
+    p.set_defaults(func=commands.cmd_peak_lr)
 
     p = sub.add_parser("datasets", help="list the bundled public loss curves")
     p.add_argument("name", nargs="?", help="list the curves of this data set")

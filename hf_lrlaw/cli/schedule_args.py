@@ -23,6 +23,7 @@ MAX_CANDIDATES = 100_000
 SPACE_HELP = """\
 SPEC, a grid of schedules (the cartesian product of the values):
   KIND:NAME=VALUES;NAME=VALUES;...  [ | KIND:NAME=VALUES;... ]
+(commas may separate the assignments too: "wsd:peak_lr=log(1e-4,3e-3,8),decay_fraction=0.1,0.2")
 KIND is a Schedule kind (constant, cosine, linear, wsd, multistep, two_stage, inverse_sqrt,
 cyclic); NAME a parameter of Schedule.parse (peak_lr, total_steps, warmup_steps, decay_fraction,
 decay_shape, final_ratio, ...); VALUES one or more values separated by commas: numbers, words
@@ -30,7 +31,8 @@ decay_shape, final_ratio, ...); VALUES one or more values separated by commas: n
 included; integers for step counts, else rounded to 4 significant digits). ' | ' separates
 kinds. Combinations that are not valid schedules are skipped with a warning. At most 100000
 candidates. With a fit of one run, peak_lr, total_steps and warmup_steps default to that run's
-("wsd:decay_fraction=0.1,0.2,0.3" is enough). Example:
+("wsd:decay_fraction=0.1,0.2,0.3" is enough); over runs of several peak LRs, those the runs share.
+--horizon H,H,... puts every candidate at each horizon (steps). Example:
   "wsd:peak_lr=3e-4;total_steps=24000;warmup_steps=2160;decay_fraction=0.1,0.2,0.3;
    decay_shape=linear,1-sqrt;final_ratio=0,0.1 | cosine:peak_lr=log(1e-4,1e-3,5);
    total_steps=24000;warmup_steps=2160;final_ratio=0.1\""""
@@ -93,21 +95,11 @@ def parse_space(spec: str, defaults: Mapping[str, Any] | None = None) -> list[Sc
             raise UsageError(f"--space: {part!r} does not start with KIND: (e.g. 'wsd:')")
         where = f"--space {kind}"
         grid: dict[str, list[Any]] = {}
-        for item in split_top(body, ";") if colon else []:
-            item = item.strip()
-            if not item:
-                continue
-            name, eq, values = item.partition("=")
-            name = name.strip()
-            if not eq or not re.fullmatch(r"[A-Za-z_]\w*", name):
-                raise UsageError(f"{where}: {item!r} is not NAME=VALUES")
+        for name, tokens in _assignments(body if colon else "", where):
             if name in grid:
                 raise UsageError(f"{where}: the parameter {name} is given twice")
             found: list[Any] = []
-            for token in split_top(values, ","):
-                token = token.strip()
-                if not token:
-                    raise UsageError(f"{where}: an empty value for {name}")
+            for token in tokens:
                 found += _values(token, name, f"{where} {name}")
             grid[name] = list(dict.fromkeys(_hashable(v) for v in found))
         try:
@@ -117,7 +109,7 @@ def parse_space(spec: str, defaults: Mapping[str, Any] | None = None) -> list[Sc
         errors = [reason for _, reason in result.skipped]
         total = len(result.schedules) + len(errors)
         if not result.schedules:
-            hint = NO_RUN_DEFAULTS if defaults is None and "missing parameter" in errors[0] else ""
+            hint = _hint(errors[0], defaults)
             raise UsageError(f"{where}: no valid schedule in the grid ({errors[0]}{hint})")
         if errors:
             warnings.warn(
@@ -127,6 +119,38 @@ def parse_space(spec: str, defaults: Mapping[str, Any] | None = None) -> list[Sc
             )
         out += result.schedules
     return out
+
+
+def _assignments(body: str, where: str) -> list[tuple[str, list[str]]]:
+    """``NAME=V,V;NAME=V`` (or with commas between the assignments too, as in
+    ``peak_lr=log(1e-4,3e-3,8),decay_fraction=0.1,0.2``) -> ``[(NAME, [V, ...]), ...]``: a
+    token with ``=`` starts the next assignment (values never hold one)."""
+    out: list[tuple[str, list[str]]] = []
+    for item in split_top(body, ";"):
+        if not item.strip():
+            continue
+        for i, token in enumerate(split_top(item, ",")):
+            token = token.strip()
+            name, eq, value = token.partition("=")
+            if eq:
+                if not re.fullmatch(r"[A-Za-z_]\w*", name.strip()):
+                    raise UsageError(f"{where}: {token!r} is not NAME=VALUES")
+                out.append((name.strip(), []))
+                token = value.strip()
+            elif i == 0:
+                raise UsageError(f"{where}: {item.strip()!r} is not NAME=VALUES")
+            if not token:
+                raise UsageError(f"{where}: an empty value for {out[-1][0]}")
+            out[-1][1].append(token)
+    return out
+
+
+def _hint(error: str, defaults: Mapping[str, Any] | None) -> str:
+    """Why a common parameter the text left out was not filled in from the fit."""
+    missing = re.search(r"missing parameter (\w+)", error)
+    if missing and missing.group(1) not in (defaults or {}):
+        return NO_RUN_DEFAULTS
+    return ""
 
 
 def _hashable(value: Any) -> Any:
@@ -139,7 +163,7 @@ def parse_schedule_arg(
     try:
         return Schedule.parse(text, defaults=defaults)
     except ScheduleError as exc:
-        hint = NO_RUN_DEFAULTS if defaults is None and "missing parameter" in str(exc) else ""
+        hint = _hint(str(exc), defaults)
         raise UsageError(f"{where}: {exc}{hint}") from None
 
 

@@ -242,7 +242,8 @@ def drop_pairs(
     cell = np.repeat(lo, count) + (
         np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
     )
-    return pair_step, cs[steps][pair_step] - area[cell], drop[cell], log_lr[cell]
+    # rounding of the cumulative sums can leave an area of a change at the step itself < 0
+    return pair_step, np.maximum(cs[steps][pair_step] - area[cell], 0.0), drop[cell], log_lr[cell]
 
 
 def _cells(
@@ -310,7 +311,7 @@ def _pairs_with(bins: DropBins, idx, steps, cs, last):
     pair_bin = np.arange(len(pair_step)) - np.repeat(np.cumsum(n_before) - n_before, n_before)
     return (
         pair_step,
-        cs[steps][pair_step] - bins.area_before[pair_bin],
+        np.maximum(cs[steps][pair_step] - bins.area_before[pair_bin], 0.0),  # no rounding < 0
         bins.drop[pair_bin],
         bins.log_lr[pair_bin],
     )

@@ -175,7 +175,7 @@ class MultiPowerLaw:
             s1=total,
             n_steps=n,
             pair_step=rows,
-            pair_area=total[rows] - bins.area_before,
+            pair_area=np.maximum(total[rows] - bins.area_before, 0.0),
             pair_drop=bins.drop,
             pair_log_lr=bins.log_lr,
             anneal=anneal_signal_rows(lrs),

@@ -10,7 +10,7 @@ import numpy as np
 
 from hf_lrlaw.schedules.schedule import Schedule
 
-__all__ = ["labels_without_common", "schedule_label", "truncate"]
+__all__ = ["family_label", "labels_without_common", "schedule_label", "truncate"]
 
 _ABBREV = {
     "peak_lr": "lr",
@@ -104,3 +104,10 @@ def labels_without_common(schedules: Sequence[Schedule], width: int) -> tuple[li
     ]
     common = [(k, t) for k, t in fields[0] if k in shared_keys]
     return labels, " ".join(f"{_ABBREV.get(k, k)}={t}" for k, t in common)
+
+
+def family_label(item: Schedule, width: int = 60) -> str:
+    """The label of a schedule's family: its shape without the peak LR and horizon, e.g.
+    ``wsd W=300 decay=0.2 linear`` (for the optimal-peak-LR figures)."""
+    fields = [(k, t) for k, t in _fields(item) if k not in ("peak_lr", "total_steps")]
+    return _join(item.kind, fields, width)
