@@ -23,8 +23,32 @@ the lowest final loss; for lrlaw, noise-averaged with the law's local shape) has
 within 0.5% of the best candidate's. Random methods run up to a budget of ``--budget`` full runs;
 a seed that never reaches the target counts the whole budget (reported as censored).
 
+**Replay worlds** (``--part replay``): the same question on real curves. A
+``tune_search.replay.ReplayWorld`` holds the bundled runs of one cell of the public data; a trial
+reports the real validation curve of the run whose schedule was suggested (a replicate chosen by
+the trial's seed where the data hold several). Cells: lr-scheduling 124M at 50k steps (5 peak LRs x
+11 schedules, 54 runs) and at 25k (4 x 9, 36), multipowerlaw 25M / 100M / 400M at 24k (4 runs).
+The target band is 0.002 nats (``REPLICATE_FLOOR``, the replicate noise of these runs), and the
+peers are what users would pick instead, all through the same driver with Ray's own objects:
+
+* ``lrlaw`` / ``lrlaw, no stopper``: LRLawSearcher with the world's pilots (``world.pilots()``:
+  the default design where the data hold it), top_k=3, with and without LRLawStopper;
+* ``random`` and ``random+ASHA`` as above;
+* ``TPE`` and ``TPE+ASHA``: Ray's ``OptunaSearch`` (Optuna's TPE sampler, seeded) over
+  ``peak_lr`` x ``shape`` choices (a combination the data lack is a trial that fails at once,
+  costing nothing);
+* ``WSD 20%``: the rule of thumb, WSD with a 20% linear cooldown, run in full at each peak LR in
+  a random order (an LR sweep of the recommended shape);
+* ``grid``: every candidate in full.
+
+Metrics per seed: full-run compute until the recommendation (the finished full-length candidate
+run with the lowest reported final loss) is within 0.002 nats of the cell's best (mean of
+replicates); seeds that never get there count the whole grid; and the regret of the
+recommendation after 3 full runs of compute.
+
     python bench/bench_search.py                # all worlds, 10 seeds, ~3 minutes on 2 cores
     python bench/bench_search.py --seeds 3 --worlds multipower:100M
+    python bench/bench_search.py --part replay --seeds 20
 """
 
 from __future__ import annotations
@@ -37,6 +61,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -50,6 +75,7 @@ from ray.tune.schedulers import ASHAScheduler  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 
 from tune_search import LRLawSearcher, LRLawStopper, ScheduleSpace  # noqa: E402
+from tune_search.replay import REPLICATE_FLOOR, ReplayWorld  # noqa: E402
 from tune_search.simulate import SimulatedWorld  # noqa: E402
 from tune_search.testing import drive  # noqa: E402
 
@@ -141,6 +167,194 @@ def run_random(world, texts, truth, best, seed, args, asha: bool, lawstop: bool 
     return reached, res.full_runs
 
 
+REPLAY_WORLDS = [
+    "lr-scheduling:124M:50000",
+    "lr-scheduling:124M:25000",
+    "multipowerlaw:25M:24000",
+    "multipowerlaw:100M:24000",
+    "multipowerlaw:400M:24000",
+]
+BUDGET_RUNS = 3.0
+
+
+class CellSearch(Searcher):
+    """A searcher over ``peak_lr`` x ``shape`` (e.g. Ray's OptunaSearch) whose suggestions are
+    turned into the schedule text the trials run."""
+
+    def __init__(self, inner: Searcher, texts: list[str]) -> None:
+        super().__init__(metric=inner.metric, mode=inner.mode)
+        self.inner = inner
+        self.cells = {cell_of(t): t for t in texts}
+
+    def suggest(self, trial_id: str):
+        config = self.inner.suggest(trial_id)
+        if not isinstance(config, dict):
+            return config
+        peak, shape = config["peak_lr"], config["shape"]
+        text = self.cells.get((peak, shape)) or shape.replace("(", f"(peak_lr={peak:g}, ", 1)
+        return {**config, "schedule": text}
+
+    def on_trial_result(self, trial_id, result) -> None:
+        self.inner.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id, result=None, error=False) -> None:
+        self.inner.on_trial_complete(trial_id, result=result, error=error)
+
+
+def cell_of(text: str) -> tuple[float, str]:
+    """(peak LR, the schedule text without it)."""
+    from hf_lrlaw import Schedule
+
+    peak = Schedule.parse(text).peak_lr
+    return peak, re.sub(r"peak_lr=[^,)]+, ", "", text, count=1)
+
+
+def replay_outcome(res, world, truth, best, pilots=()):
+    """(compute to the band or None, regret after BUDGET_RUNS, final regret) from the trials in
+    completion order (concurrency 1: cumulative steps are the compute at each completion)."""
+    full = world.total_steps
+    compute, rec, reached, at_budget = 0, None, None, None
+    for t in res.trials:
+        compute += t["steps_run"]
+        if at_budget is None and compute > BUDGET_RUNS * full + 1:
+            at_budget = rec
+        if (
+            t["full"]
+            and t["schedule"] in truth
+            and t["final"] is not None
+            and (rec is None or t["final"] < rec[1])
+        ):
+            rec = (t["schedule"], float(t["final"]))
+        if reached is None and rec is not None and truth[rec[0]] <= best + REPLICATE_FLOOR:
+            reached = compute / full
+    if at_budget is None:
+        at_budget = rec
+
+    def regret(r):
+        return truth[r[0]] - best if r is not None else float("inf")
+
+    return reached, regret(at_budget), regret(rec), compute / full
+
+
+def run_replay_method(name, world, texts, truth, best, seed, args):
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    full = world.total_steps
+    budget = len(texts) * full
+    asha = None
+    if name.endswith("ASHA"):
+        np.random.seed(seed)  # noqa: NPY002 - ASHA draws brackets from the global generator
+        asha = ASHAScheduler(
+            time_attr="step",
+            metric="loss",
+            mode="min",
+            max_t=full - 1,
+            grace_period=full / 27,
+            reduction_factor=3,
+        )
+    if name.startswith("lrlaw"):
+        searcher = LRLawSearcher(
+            world.space(),
+            metric="loss",
+            pilots=world.pilots(),
+            pilot_steps=world.pilot_steps,
+            top_k=args.top_k,
+            seed=seed,
+        )
+        stopper = None if "no stopper" in name else LRLawStopper(searcher=searcher)
+        res = drive(world, searcher, stopper)
+        out = replay_outcome(res, world, truth, best)
+        final = truth[searcher.recommendation()["text"]] - best
+        return out[0], out[1], final, out[3]
+    if name.startswith("random"):
+        searcher = RandomSearch(texts, seed)
+    elif name.startswith("TPE"):
+        peaks = sorted({cell_of(t)[0] for t in texts})
+        shapes = sorted({cell_of(t)[1] for t in texts})
+        inner = OptunaSearch(
+            space={"peak_lr": tune.choice(peaks), "shape": tune.choice(shapes)},
+            metric="loss",
+            mode="min",
+            seed=seed,
+        )
+        searcher = CellSearch(inner, texts)
+    elif name == "WSD 20%":
+        rule = [t for t in texts if "decay_fraction=0.2," in t and "decay_shape=linear" in t]
+        searcher = RandomSearch(rule, seed)
+    elif name == "grid":
+        searcher = RandomSearch(texts, seed)
+    else:
+        raise ValueError(name)
+    res = drive(world, searcher, asha, budget_steps=budget, max_trials=4 * len(texts))
+    return replay_outcome(res, world, truth, best)
+
+
+REPLAY_METHODS = [
+    "lrlaw",
+    "lrlaw, no stopper",
+    "random",
+    "random+ASHA",
+    "TPE",
+    "TPE+ASHA",
+    "WSD 20%",
+]
+
+
+def replay_main(args) -> None:
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    optuna_logger = logging.getLogger("optuna")
+    optuna_logger.setLevel(logging.ERROR)
+    print(
+        f"\n# replay worlds: real curves; band {REPLICATE_FLOOR} nats; {args.replay_seeds} seeds; "
+        f"regret after {BUDGET_RUNS:g} full runs of compute; compute in full runs (censored "
+        "seeds count the grid)"
+    )
+    print(
+        "| world | candidates | within band | method | compute to band (mean) | reached | "
+        f"regret after {BUDGET_RUNS:g} runs (median) | <= {REPLICATE_FLOOR} after "
+        f"{BUDGET_RUNS:g} runs | final regret (median) | compute used (mean) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    t0 = time.perf_counter()
+    for spec in args.replay_worlds.split(","):
+        collection, model, horizon = spec.split(":")
+        if collection == "lr-scheduling":
+            world = ReplayWorld.lr_scheduling(model, int(horizon))
+        else:
+            world = ReplayWorld.multipowerlaw(model, int(horizon))
+        cands = world.candidates()
+        texts = [str(c) for c in cands]
+        truth = dict(zip(texts, world.true_final(cands).tolist()))
+        best = min(truth.values())
+        band = sum(v <= best + REPLICATE_FLOOR for v in truth.values())
+        wanted = [m.strip() for m in args.replay_methods.split(";")]
+        methods = [m for m in wanted if len(world.peak_lrs) > 1 or m != "WSD 20%"]
+        for name in methods:
+            rows = []
+            for seed in range(args.replay_seeds):
+                world.seed = seed
+                rows.append(run_replay_method(name, world, texts, truth, best, seed, args))
+            reached = [r[0] for r in rows]
+            ok = [x is not None for x in reached]
+            comp = [x if x is not None else float(len(texts)) for x in reached]
+            at3 = np.array([r[1] for r in rows])
+            fin = np.array([r[2] for r in rows])
+            print(
+                f"| {world.name} | {len(texts)} | {band} | {name} | {np.mean(comp):.2f} | "
+                f"{np.mean(ok):.0%} | {np.median(at3):.4f} | "
+                f"{np.mean(at3 <= REPLICATE_FLOOR + 1e-12):.0%} | {np.median(fin):.4f} | "
+                f"{np.mean([r[3] for r in rows]):.2f} |",
+                flush=True,
+            )
+        print(
+            f"| {world.name} | {len(texts)} | {band} | grid | {len(texts):.2f} | 100% | - | - | "
+            f"0.0000 | {len(texts):.2f} |",
+            flush=True,
+        )
+    print(f"({time.perf_counter() - t0:.0f} s)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=10)
@@ -152,11 +366,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=1)
     ap.add_argument("--noise", type=float, default=0.003)
     ap.add_argument("--no-stopper", action="store_true")
+    ap.add_argument(
+        "--part", choices=["all", "simulated", "replay"], default="all", help="which worlds"
+    )
+    ap.add_argument("--replay-worlds", default=",".join(REPLAY_WORLDS))
+    ap.add_argument("--replay-seeds", type=int, default=20)
+    ap.add_argument("--replay-methods", default=";".join(REPLAY_METHODS), help="separated by ;")
     args = ap.parse_args(argv)
     if args.pilot_steps >= 1:
         args.pilot_steps = None
     logging.getLogger("tune_search").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
+    if args.part == "replay":
+        replay_main(args)
+        return 0
 
     print(
         f"# search efficiency: compute (full runs) to reach a schedule within {TOL:.1%} of the "
@@ -250,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         "lrlaw's total compute until FINISHED; final = true gap of lrlaw's final recommendation"
     )
     print(f"({time.perf_counter() - t0:.0f} s)")
+    if args.part == "all":
+        replay_main(args)
     return 0
 
 

@@ -131,10 +131,22 @@ def optimal_schedule(
 
 
 def time_transfer(
-    fit: Fit, schedule: Schedule | str, horizons: Sequence[int], **kwargs: object
+    fit: Fit,
+    schedule: Schedule | str,
+    horizons: Sequence[int],
+    *,
+    tokens_per_step: int | None = None,
+    **kwargs: object,
 ) -> list[PeakLR]:
-    """The optimal peak LR of ``schedule``'s family at each horizon (steps): how the optimum
-    moves with the training budget."""
+    """The optimal peak LR of ``schedule``'s family at each horizon: how the optimum moves with
+    the training budget. Horizons are optimizer steps, or tokens with ``tokens_per_step`` (the
+    fitted runs' batch size x sequence length). The law is fitted in steps at one batch size: a
+    budget in tokens is spent at that batch size; how the optimum moves with the batch size is
+    not modelled."""
+    if tokens_per_step is not None:
+        if int(tokens_per_step) < 1:
+            raise ValueError(f"tokens_per_step must be >= 1, got {tokens_per_step!r}")
+        horizons = [max(1, round(int(h) / int(tokens_per_step))) for h in horizons]
     return [optimal_peak_lr(fit, schedule, total_steps=int(h), **kwargs) for h in horizons]  # type: ignore[arg-type]
 
 

@@ -102,6 +102,13 @@ def test_bundled_grid_optimum_is_interior_and_falls_with_the_horizon(grid_fit):
     assert lrs[0] > lrs[1] > lrs[2]
     # the data's best WSD-20% peak LR at 15k-50k is 1e-3 of 1e-4..3e-3 (its vertex 0.97-1.23e-3)
     assert 5e-4 < lrs[1] < 2e-3
+    # a budget in tokens is spent at the fitted runs' batch (124M: 50 x 2 x 2 x 512 per step)
+    tokens = hf_lrlaw.time_transfer(
+        f, "wsd(decay_fraction=0.2)", [50000 * 102400], tokens_per_step=102400
+    )
+    assert tokens[0].total_steps == 50000 and tokens[0].peak_lr == pytest.approx(lrs[1])
+    with pytest.raises(ValueError, match="tokens_per_step must be >= 1"):
+        hf_lrlaw.time_transfer(f, "wsd", [1000], tokens_per_step=0)
     best = hf_lrlaw.optimal_schedule(f, ["wsd(decay_fraction=0.2)", "constant"], total_steps=50000)
     assert best[0].schedule.kind == "wsd"  # a decay beats the constant LR at its own best LR
     assert best[0].loss < best[1].loss

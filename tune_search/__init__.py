@@ -10,8 +10,9 @@ by predicted final loss, and spend full runs only on the best few:
 * :mod:`tune_search.policy` - the Ray-free decisions the searcher adapts to Tune, and
   :mod:`tune_search.records` - their bookkeeping (trials, curves, the joint fit);
 * :mod:`tune_search.trainable` - one HF Trainer per trial; :mod:`tune_search.simulate` - a
-  simulated world; :mod:`tune_search.testing` - drivers that run a search against it without
-  Ray (tests and benchmarks).
+  simulated world; :mod:`tune_search.replay` - the bundled real curves replayed as trials;
+  :mod:`tune_search.testing` - drivers that run a search against either without Ray (tests and
+  benchmarks).
 
 Everything that imports Ray lives in this package; ``hf_lrlaw`` never does.
 """

@@ -4,11 +4,14 @@
 runs it alone. What to train comes from ``--setup module:function`` (a function returning
 ``{"model_init", "train_dataset", "eval_dataset", "training_args", "data_collator"}``),
 ``--trainable module:function`` (a Tune function trainable honouring the trial contract), or
-``--simulate MODEL`` (the simulated world of :mod:`tune_search.simulate`, no training).
+``--simulate MODEL`` (the simulated world of :mod:`tune_search.simulate`, no training), or
+``--replay CELL`` (the real curves of a cell of the bundled public data, :mod:`tune_search.replay`:
+try the searcher on real runs in seconds).
 
 Examples::
 
     lrlaw search --simulate 100M --top-k 2 --output-dir runs/sim
+    lrlaw search --replay lr-scheduling:124M:50000 --output-dir runs/replay
     lrlaw search --setup mytrain:setup --peak-lr 3e-3 --total-steps 2000 --warmup-steps 100 \\
         --kinds wsd,cosine --metric eval_loss --output-dir runs/search
     lrlaw search --setup mytrain:setup --space space.json --address auto \\
@@ -61,6 +64,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         nargs="?",
         const="100M",
         help="the simulated world (25M, 100M, 400M): no training",
+    )
+    what.add_argument(
+        "--replay",
+        metavar="CELL",
+        nargs="?",
+        const="lr-scheduling:124M:50000",
+        help="real curves of the bundled data: COLLECTION:MODEL:STEPS, e.g. "
+        "lr-scheduling:124M:50000 (default), lr-scheduling:124M:25000, multipowerlaw:100M:24000; "
+        "the candidates are the cell's runs, a trial replays the run it is given",
     )
     sp = p.add_argument_group("candidates")
     sp.add_argument("--space", metavar="JSON", help="a ScheduleSpace description (to_json form)")
@@ -146,9 +158,9 @@ def _run(args: argparse.Namespace) -> int:
     from tune_search.space import DEFAULT_KINDS, ScheduleSpace, SpaceError, several_peak_lrs
 
     logging.getLogger("tune_search").setLevel(logging.INFO if args.verbose else logging.WARNING)
-    chosen = [x for x in (args.setup, args.trainable, args.simulate) if x]
+    chosen = [x for x in (args.setup, args.trainable, args.simulate, args.replay) if x]
     if len(chosen) != 1:
-        raise CliError("give exactly one of --setup, --trainable, --simulate")
+        raise CliError("give exactly one of --setup, --trainable, --simulate, --replay")
     kwargs: dict[str, Any] = {}
     metric = args.metric
     law_options = {"lam": args.lam} if args.lam is not None else None
@@ -161,6 +173,20 @@ def _run(args: argparse.Namespace) -> int:
         world = SimulatedWorld(model=args.simulate)
         metric = metric or "loss"
         kwargs["trainable"] = world.trainable(metric=metric)
+    elif args.replay:
+        from tune_search.replay import ReplayError, ReplayWorld
+
+        try:
+            world = ReplayWorld.from_text(args.replay)
+        except ReplayError as exc:
+            raise CliError(str(exc)) from None
+        metric = metric or "loss"
+        kwargs["trainable"] = world.trainable(metric=metric)
+        if not args.space and not (args.peak_lr or args.total_steps or args.kinds):
+            kwargs["space"] = world.space()
+            kwargs["pilots"] = world.pilots()
+            if args.pilot_steps == 0.5:  # the default: run the world's pilots as it says
+                args.pilot_steps = world.pilot_steps
     elif args.trainable:
         kwargs["trainable"] = _load_object(args.trainable, "--trainable")
     else:
@@ -183,7 +209,9 @@ def _run(args: argparse.Namespace) -> int:
     metric = metric or "eval_loss"
 
     try:
-        if args.space:
+        if "space" in kwargs:
+            space = kwargs.pop("space")
+        elif args.space:
             path = Path(args.space)
             if not path.is_file():
                 raise CliError(f"--space {args.space}: no such file")
@@ -256,9 +284,27 @@ def _run(args: argparse.Namespace) -> int:
     for key in ("recommended", "report", "figure"):
         if key in result.files:
             print(f"{key}: {result.files[key]}")
+    if args.replay:
+        _print_replay_truth(world, result)
     for msg in result.messages:
         print(f"note: {msg}", file=sys.stderr)
     return 0
+
+
+def _print_replay_truth(world: Any, result: Any) -> None:
+    """What a replay can say and a real search cannot: how good the choice was."""
+    best_text, best = world.best()
+    chosen = str(result.recommended)
+    runs = result.searcher.compute_steps / world.total_steps
+    grid = len(world.candidates())
+    if world.replayable(chosen) and chosen in {str(c) for c in world.candidates()}:
+        regret = f"{world.regret(chosen):.4f} nats above"
+    else:
+        regret = "not a candidate of the cell; compare with"
+    print(
+        f"replay {world.name}: the recommendation is {regret} the cell's best run "
+        f"({best_text}, final {best:.4f}); compute {runs:.2f} full runs, the grid {grid}"
+    )
 
 
 def _load_object(spec: str, flag: str) -> Any:

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,35 @@ from tune_search.records import (
 from tune_search.records import FINISHED as TRIAL_FINISHED
 from tune_search.space import ScheduleSpace, family, fingerprint, pilots_for, several_peak_lrs
 
-__all__ = ["FINISHED", "STATE_SCHEMA", "SearchPolicy"]
+__all__ = ["FINISHED", "PRIOR_MODEL_ERROR", "STATE_SCHEMA", "Calibration", "SearchPolicy"]
 
 logger = logging.getLogger("tune_search")
 
 STATE_SCHEMA = "tune_search.searcher/1"
 FINISHED = "FINISHED"  # what suggest() returns when the search is over (Ray's Searcher.FINISHED)
+
+# The law's relative error on the final loss of a schedule it has not seen run, before the search
+# has measured its own: lrnoise's horizon-transfer error on the 124M grid (MAPE 0.44%,
+# bench_peak_lr.py) and momentum's from half a run (0.56-0.59%, bench_early.py) are a
+# log-normal sigma of about 0.5%.
+PRIOR_MODEL_ERROR = 0.005
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The law's measured error on unseen schedules: each full run's final loss against what the
+    law predicted for it before it ran, and the relative sigma that implies (the prior
+    :data:`PRIOR_MODEL_ERROR` counts as one miss: sigma^2 = (prior^2 + sum miss^2) / (1 + n))."""
+
+    sigma: float
+    misses: tuple[tuple[str, float, float], ...]  # (schedule, predicted before the run, actual)
+
+    @property
+    def bias(self) -> float | None:
+        """Mean log(actual / predicted) over the misses; None before any."""
+        if not self.misses:
+            return None
+        return float(np.mean([math.log(a / p) for _, p, a in self.misses]))
 
 
 class SearchPolicy:
@@ -332,6 +356,19 @@ class SearchPolicy:
             if r.status == DIVERGED
         ]
         return min(peaks) if peaks else None
+
+    def calibration(self) -> Calibration:
+        """The law's error on schedules it had not seen run, measured on this search's own full
+        runs (see :class:`Calibration`)."""
+        misses = []
+        for rec in self.book.records.values():
+            if rec.role in CANDIDATE_ROLES and rec.predicted is not None:
+                actual = rec.final_loss
+                if actual is not None and rec.status == TRIAL_FINISHED and rec.predicted[0] > 0:
+                    misses.append((rec.schedule, float(rec.predicted[0]), float(actual)))
+        squares = sum(math.log(a / p) ** 2 for _, p, a in misses)
+        sigma = math.sqrt((PRIOR_MODEL_ERROR**2 + squares) / (1 + len(misses)))
+        return Calibration(sigma, tuple(misses))
 
     def open_candidates(self, ranking: Ranking | None = None) -> list:
         """Untried candidates that may still beat the best: the predicted leader, and every

@@ -79,8 +79,15 @@ class TrialRecord:
 
     @property
     def final_loss(self) -> float | None:
-        """The loss at the schedule's last step, if the trial reached it with a finite loss."""
-        if self.steps and self.steps[-1] == self.total_steps - 1 and math.isfinite(self.losses[-1]):
+        """The loss at the schedule's end, if the trial got there with a finite loss: reported
+        at its last step, or at its last logging step when no further one fits before the end
+        (the bundled 50,000-step runs: evals every 200 steps, the last at update 49,800)."""
+        if not self.steps or not math.isfinite(self.losses[-1]):
+            return None
+        last, end = self.steps[-1], self.total_steps - 1
+        if last == end:
+            return self.losses[-1]
+        if len(self.steps) >= 2 and last < end <= last + (last - self.steps[-2]):
             return self.losses[-1]
         return None
 

@@ -28,7 +28,7 @@ from ray.tune.search.variant_generator import _has_unresolved_values
 from hf_lrlaw.fit_result import Fit
 from hf_lrlaw.ranking import Ranking
 from hf_lrlaw.schedules import Schedule
-from tune_search.policy import FINISHED, SearchPolicy
+from tune_search.policy import FINISHED, Calibration, SearchPolicy
 from tune_search.records import CurveBook
 from tune_search.space import ScheduleSpace
 
@@ -325,6 +325,12 @@ class LRLawSearcher(Searcher):
     def recommendation(self) -> dict[str, Any]:
         """See :meth:`SearchPolicy.recommendation`."""
         return self.policy.recommendation()
+
+    def calibration(self) -> Calibration:
+        """The law's error on schedules it had not seen run, measured on this search's full
+        runs (see :class:`Calibration`): measured and reported; the stop rule does not use it
+        (widening its intervals by it did not choose better on the replay worlds)."""
+        return self.policy.calibration()
 
     def trials(self) -> list[dict[str, Any]]:
         """Every trial the searcher started: id, schedule, role, status, steps run, final loss."""

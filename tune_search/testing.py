@@ -1,5 +1,6 @@
 """Test and benchmark drivers: a searcher and a scheduler run against a
-:class:`~tune_search.simulate.SimulatedWorld` in this process, the way Tune's event loop would
+:class:`~tune_search.simulate.SimulatedWorld` or a :class:`~tune_search.replay.ReplayWorld` in
+this process, the way Tune's event loop would
 drive them (suggest, results, stop decisions, completion), without starting Ray.
 
 Real searches go through ``ray.tune.Tuner`` (the tests do both); :func:`drive` is what lets the
@@ -10,13 +11,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from tune_search.simulate import SimulatedWorld
+__all__ = ["DriveResult", "TrialStub", "World", "drive"]
 
-__all__ = ["DriveResult", "TrialStub", "drive"]
+
+class World(Protocol):
+    """What :func:`drive` needs of a world: its horizon, the curve a trial of a schedule
+    reports, and the true final loss of a schedule."""
+
+    @property
+    def total_steps(self) -> int: ...
+
+    def curve(self, schedule: Any, trial_seed: int = 0) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def true_final(self, schedules: Any) -> np.ndarray: ...
 
 
 @dataclass
@@ -48,9 +59,7 @@ class DriveResult:
     def full_runs(self) -> float:
         return self.compute / self.full_run_steps
 
-    def compute_to_within(
-        self, world: SimulatedWorld, best_true: float, tol: float
-    ) -> float | None:
+    def compute_to_within(self, world: World, best_true: float, tol: float) -> float | None:
         """Compute (in full runs) at which the recommendation first was a schedule whose true
         final loss is within ``tol`` (relative) of ``best_true``; None if never."""
         for compute, text, _ in self.trajectory:
@@ -60,7 +69,7 @@ class DriveResult:
 
 
 def drive(
-    world: SimulatedWorld,
+    world: World,
     searcher: Any,
     scheduler: Any = None,
     *,
@@ -73,7 +82,8 @@ def drive(
     """Run ``searcher`` (a ``ray.tune.search.Searcher``) and ``scheduler`` (a ``TrialScheduler``
     or None) against ``world`` in this process, as Tune would with ``concurrency`` trials at a
     time, one logging step per running trial per round. Stops when the searcher is FINISHED,
-    after ``max_trials`` trials, or when ``budget_steps`` steps have been run."""
+    after ``max_trials`` trials, or when ``budget_steps`` steps have been run. A schedule the
+    world cannot give a curve for (a replay world's unknown run) is a trial that errors at once."""
     from ray.tune.schedulers import TrialScheduler
     from ray.tune.search import Searcher
 
@@ -125,7 +135,12 @@ def drive(
             trial = TrialStub(tid, dict(suggestion))
             if scheduler is not None:
                 scheduler.on_trial_add(None, trial)
-            steps, losses = world.curve(trial.config["schedule"], trial_seed=counter)
+            try:
+                steps, losses = world.curve(trial.config["schedule"], trial_seed=counter)
+            except ValueError:
+                running[tid] = (trial, np.zeros(1, np.int64), np.zeros(1), 0)
+                complete(tid, None, True, False)
+                continue
             running[tid] = (trial, steps, losses, 0)
         if not running:
             if counter >= max_trials:
