@@ -399,3 +399,70 @@ def test_a_failed_leader_does_not_end_the_search():
     assert str(longer) not in {str(r.schedule) for r in s.ranking()}
     nxt = s.suggest("c2")
     assert nxt not in (None, Searcher.FINISHED) and nxt["schedule"] != str(longer)
+
+
+class _EndsHigher:
+    """The simulated world, with every run's last logged loss 3% above the hidden law's: a law
+    that is systematically wrong by 3% about final losses (Huber leaves one point per curve
+    nearly out of the fit, so the refits do not learn it)."""
+
+    def __init__(self, world: SimulatedWorld, bias: float) -> None:
+        self.world, self.bias = world, bias
+        self.total_steps = world.total_steps
+
+    def curve(self, schedule, trial_seed=0):
+        steps, losses = self.world.curve(schedule, trial_seed)
+        return steps, np.where(steps == steps[-1], losses * (1 + self.bias), losses)
+
+    def true_final(self, schedules):
+        return self.world.true_final(schedules) * (1 + self.bias)
+
+
+def test_calibrated_intervals_cover_a_law_wrong_by_3_percent_once_it_missed(tmp_path):
+    from tune_search.report import write_report
+
+    world = SimulatedWorld(law="momentum", noise=0.0, seed=3)
+    space = ScheduleSpace(
+        world.peak_lr,
+        world.total_steps,
+        world.warmup_steps,
+        kinds={"wsd": {"decay_fraction": [0.1, 0.2, 0.3, 0.4, 0.5]}, "cosine": {}},
+    )
+    # a negative margin keeps the search going to top_k: three full runs to learn from
+    searcher = LRLawSearcher(
+        space,
+        metric="loss",
+        top_k=3,
+        margin=-0.05,
+        law_options=world.fit_options("momentum"),
+        fit_kwargs={"prior": None},
+    )
+    drive(_EndsHigher(world, 0.03), searcher, None)
+    runs = [t for t in searcher.trials() if t["role"] == "candidate" and t["status"] == "finished"]
+    assert len(runs) == 3
+    for i, t in enumerate(runs):
+        mean, low, high = t["predicted"]
+        c_low, c_high = t["calibrated"]
+        actual = t["final_loss"]
+        assert actual / mean - 1 == pytest.approx(0.03, abs=0.01)  # the law's miss
+        assert not low <= actual <= high  # the parameter interval never covers it
+        # the prior alone (0.5%) does not cover it; from the first miss on, the calibrated one does
+        assert (c_low <= actual <= c_high) == (i >= 1)
+    cal = searcher.calibration()
+    assert len(cal.misses) == 3 and math.expm1(cal.bias) == pytest.approx(0.03, abs=0.01)
+    # with the default margin, a run that ends outside its calibrated interval does not end the
+    # search (the law's ranking is not trusted); one that ends inside it may
+    default = LRLawSearcher(
+        space,
+        metric="loss",
+        top_k=3,
+        law_options=world.fit_options("momentum"),
+        fit_kwargs={"prior": None},
+    )
+    drive(_EndsHigher(world, 0.03), default, None)
+    made = [t for t in default.trials() if t["role"] == "candidate"]
+    assert len(made) == 2 and default.finished_reason.startswith("no remaining candidate")
+    write_report(searcher, tmp_path, figure=False)
+    report = (tmp_path / "report.md").read_text()
+    assert "## The law's misses" in report and "| no / no |" in report and "| no / yes |" in report
+    assert json.loads((tmp_path / "recommended.json").read_text())["calibration"]["runs"] == 3

@@ -68,6 +68,8 @@ class TrialRecord:
     completed: bool = False
     # The law's final-loss prediction when the trial was suggested (before it ran): mean, low, high.
     predicted: tuple[float, float, float] | None = None
+    # That interval widened by the law's error measured on the search's earlier runs: low, high.
+    calibrated: tuple[float, float] | None = None
 
     @property
     def running(self) -> bool:
@@ -151,6 +153,7 @@ class TrialRecord:
             "final_loss": self.final_loss,
             "note": self.note,
             "predicted": None if self.predicted is None else list(self.predicted),
+            "calibrated": None if self.calibrated is None else list(self.calibrated),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,6 +170,7 @@ class TrialRecord:
             "restarts": self.restarts,
             "completed": self.completed,
             "predicted": None if self.predicted is None else list(self.predicted),
+            "calibrated": None if self.calibrated is None else list(self.calibrated),
         }
 
     @classmethod
@@ -192,6 +196,8 @@ class TrialRecord:
         )
         if d.get("predicted") is not None:
             rec.predicted = tuple(float(v) for v in d["predicted"])
+        if d.get("calibrated") is not None:
+            rec.calibrated = tuple(float(v) for v in d["calibrated"])
         return rec
 
 

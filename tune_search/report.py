@@ -11,6 +11,7 @@ import numpy as np
 
 from hf_lrlaw.files import json_ready, write_atomic, write_json
 from hf_lrlaw.schedules import Schedule, ScheduleError
+from tune_search.policy import PRIOR_MODEL_ERROR
 
 if TYPE_CHECKING:
     from tune_search.searcher import LRLawSearcher
@@ -58,8 +59,66 @@ def recommended_dict(searcher: LRLawSearcher) -> dict[str, Any]:
         "metric": searcher.metric,
         "law": searcher.law,
         "finished": searcher.finished_reason,
+        "calibration": _calibration_dict(searcher),
     }
     return json_ready(out)
+
+
+def _calibration_dict(searcher: LRLawSearcher) -> dict[str, Any]:
+    cal = searcher.calibration()
+    return {
+        "sigma": cal.sigma,
+        "bias": cal.bias,
+        "runs": len(cal.misses),
+        "misses": [
+            {"schedule": text, "predicted": pred, "actual": actual}
+            for text, pred, actual in cal.misses
+        ],
+    }
+
+
+def _misses_section(searcher: LRLawSearcher) -> list[str]:
+    """Each full run's final loss against what the law predicted before it ran, and the
+    calibration those misses imply."""
+    rows = [
+        t
+        for t in searcher.trials()
+        if t.get("predicted") and t["status"] == "finished" and t["final_loss"] is not None
+    ]
+    if not rows:
+        return []
+    cal = searcher.calibration()
+    lines = [
+        "",
+        "## The law's misses",
+        "",
+        "Each full run's final loss against the law's prediction before it ran: the parameter "
+        "interval the search decided on, and that interval widened by the error measured on "
+        "the runs before it (calibrated).",
+        "",
+        "| trial | predicted | interval | calibrated | actual | miss | inside (param / calibrated) |",
+        "|---|---:|---|---|---:|---:|---|",
+    ]
+    for t in rows:
+        mean, low, high = t["predicted"]
+        actual = t["final_loss"]
+        c_low, c_high = t.get("calibrated") or (low, high)
+        lines.append(
+            f"| {t['trial_id']} | {_fmt(mean)} | [{_fmt(low)}, {_fmt(high)}] | "
+            f"[{_fmt(c_low)}, {_fmt(c_high)}] | {_fmt(actual)} | {actual / mean - 1:+.2%} | "
+            f"{'yes' if low <= actual <= high else 'no'} / "
+            f"{'yes' if c_low <= actual <= c_high else 'no'} |"
+        )
+    bias = cal.bias
+    lines += [
+        "",
+        f"Calibration: the law's error on a schedule it has not seen run is sigma "
+        f"{cal.sigma:.2%} (log scale) from {len(cal.misses)} run(s) and the prior "
+        f"{PRIOR_MODEL_ERROR:.1%} counted as one"
+        + (f"; mean miss {math.expm1(bias):+.2%}" if bias is not None else "")
+        + ".",
+    ]
+    return lines
 
 
 def _fmt(x: Any, spec: str = ".5g") -> str:
@@ -169,6 +228,7 @@ def write_report(
             f"{t['steps_run']}/{t['total_steps']} | {_fmt(t['final_loss'])} | {shown} | "
             f"`{t['schedule']}` |"
         )
+    lines += _misses_section(searcher)
     if ranking is not None:
         lines += [
             "",

@@ -111,9 +111,11 @@ class LRLawSearcher(Searcher):
             (with one warning) instead of failing trials.
         fit_kwargs: more keyword arguments for :func:`hf_lrlaw.fit`, e.g. ``{"n_starts": 8}``.
             Unless ``prior_fit`` or ``law_options`` is given, or the law has no shipped prior
-            (lrnoise), ``prior="default"`` (learned on public curves) is used until a trial whose LR decays to half its peak or less has
-            finished, then the data alone; ``{"prior": None}`` fits the data alone throughout,
-            ``{"min_step": n}`` leaves out points before step n (an initial plateau).
+            (lrnoise), ``prior="default"`` (learned on public curves) is used until a trial
+            whose LR decays to half its peak or less has finished, then the data alone;
+            ``{"prior": None}`` fits the data alone throughout, ``{"min_step": n}`` leaves out
+            points before step n (an initial plateau; lrnoise's default is 12% of the
+            shortest pilot, the cut the law was chosen with).
         config_fn: optional ``Schedule -> dict`` of extra config keys per suggestion (e.g.
             ``Schedule.to_training_args`` for a plain Trainer in ``hyperparameter_search``).
         seed: seeds the ranking's joint draws.
