@@ -630,3 +630,17 @@ def test_one_grid_builder_rounds_for_people_and_round_trips():
         "decay_shape=linear,1-sqrt"
     )
     assert cli == grid.schedules
+
+
+def test_parsing_bad_text_raises_no_python_warnings():
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for text in (
+            'cosine(peak_lr="\\p", total_steps=10)',
+            "cosine(peak_lr=1if, total_steps=10)",
+        ):
+            with pytest.raises(ScheduleError):
+                Schedule.parse(text)
+    assert not seen, [str(w.message) for w in seen]

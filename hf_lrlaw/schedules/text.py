@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,7 +89,9 @@ def format_schedule(kind: str, common: Mapping[str, Any], params: Mapping[str, A
 def _call(source: str, what: str) -> ast.expr:
     """The expression of ``source`` (a call ``_(name=value, ...)``), parsed, never evaluated."""
     try:
-        return ast.parse(source, mode="eval").body
+        with warnings.catch_warnings():  # Python's own warnings about the text (an invalid
+            warnings.simplefilter("ignore")  # escape, 1if) are no message for a schedule's user
+            return ast.parse(source, mode="eval").body
     except SyntaxError as err:
         raise ScheduleError(f"{what}: {err.msg}") from None
     except (ValueError, RecursionError, MemoryError, OverflowError) as err:
