@@ -33,10 +33,18 @@ __all__ = [
     "FitError",
     "GoodnessOfFit",
     "fit_data",
+    "spans_peak_lrs",
 ]
 
 SCHEMA = "hf_lrlaw.fit/1"
 PEAK_LR_TOLERANCE = 1.05  # a peak LR within 5% of the fitted runs' range counts as seen
+
+
+def spans_peak_lrs(peaks: Sequence[float]) -> bool:
+    """Whether peak LRs differ by more than :data:`PEAK_LR_TOLERANCE` (runs of several LRs)."""
+    return bool(peaks) and max(peaks) > min(peaks) * PEAK_LR_TOLERANCE
+
+
 ANNEAL_SEEN = 0.02  # an LR drop below 2% of the peak does not tell the annealing coefficient
 # The largest loss drop a full LR decay can bring, relative to L0, when the data cannot tell it:
 # at most 0.10 on the 234 public runs whose fit determines it (peak LR <= 3e-3, the gain grows
@@ -258,7 +266,7 @@ class Fit:
             return None
         seen = f"{lo:.3g}" if hi <= lo * PEAK_LR_TOLERANCE else f"{lo:.3g}..{hi:.3g}"
         if getattr(self.law_object, "carries_peak_lr", False):
-            if hi > lo * PEAK_LR_TOLERANCE:
+            if spans_peak_lrs(peaks):
                 return None
             return (
                 f"peak LR {schedule.peak_lr:.3g}, but the fit saw one peak LR ({seen}): the "

@@ -33,11 +33,11 @@ from hf_lrlaw.curves import LossCurve
 from hf_lrlaw.fit_result import (
     ANNEAL_SEEN,
     MAX_ANNEAL_GAIN,
-    PEAK_LR_TOLERANCE,
     SCHEMA,
     Fit,
     FitError,
     GoodnessOfFit,
+    spans_peak_lrs,
 )
 from hf_lrlaw.laws import Law, LawError, available_laws, carries_peak_lr, get_law
 from hf_lrlaw.laws.areas import warmup_end
@@ -145,7 +145,7 @@ def fit(
         else:
             out = _fit_one(curves, law, options, settings)
     peaks = [float(c.lrs.max()) for c in curves]
-    if max(peaks) > min(peaks) * PEAK_LR_TOLERANCE and not carries_peak_lr(out.law_object):
+    if spans_peak_lrs(peaks) and not carries_peak_lr(out.law_object):
         out.notes.append(
             f"the curves span peak LRs {min(peaks):.3g}..{max(peaks):.3g}, which the {out.law} "
             "law does not model (in it more LR area is always lower loss): do not choose a peak "
@@ -467,8 +467,7 @@ def _fit_auto(curves: list[LossCurve], law_options: Mapping[str, Any], settings:
             "law (fewest parameters that model annealing) is the default",
         }
         return chosen
-    peaks = [float(c.lrs.max()) for c in used]
-    several = max(peaks) > min(peaks) * PEAK_LR_TOLERANCE
+    several = spans_peak_lrs([float(c.lrs.max()) for c in used])
     # the laws that carry the peak LR across runs compete only where the runs differ in it
     names = [n for n in available_laws() if several or not carries_peak_lr(n)]
     errors: dict[str, float | None] = {}

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hf_lrlaw.fit_result import Fit, FitError, lr_blocks
+from hf_lrlaw.fit_result import Fit, FitError
 from hf_lrlaw.laws import carries_peak_lr
-from hf_lrlaw.ranking import joint_thetas
+from hf_lrlaw.ranking import final_draws
 from hf_lrlaw.schedules import Schedule
 
 __all__ = ["PeakLR", "optimal_peak_lr", "optimal_schedule", "time_transfer"]
@@ -86,20 +86,12 @@ def optimal_peak_lr(
     if len(grid) < 3 or np.any(grid <= 0):
         raise FitError("peak_lrs needs at least 3 positive learning rates")
     family = [base.scaled(float(lr)) for lr in grid]
-    mean, low, high = fit.predict_final(family, level=level)
+    # the optimum under joint draws of the parameters: its spread is the interval
+    mean, _, _, draws = final_draws(fit, family, level, n_samples, seed)
     if not np.any(np.isfinite(mean)):
         raise FitError(f"no peak LR of the range has a prediction: {fit.no_prediction(family[0])}")
     k = int(np.nanargmin(mean))
     best_lr = _refine(grid, mean, k)
-    # the optimum under joint draws of the parameters: its spread is the interval
-    law, thetas = fit.law_object, joint_thetas(fit, n_samples, seed)
-    draws = np.empty((len(thetas), len(grid)))
-    for idx, block in lr_blocks(family):
-        prep = law.prepare_final(block)
-        with np.errstate(all="ignore"):
-            for j, theta in enumerate(thetas):
-                draws[j, idx] = law.predict(theta, prep)
-    draws[~(np.isfinite(draws) & (draws > 0))] = np.inf
     optima = np.array([_refine(grid, d, int(np.argmin(d))) for d in draws])
     q = (1 - level) / 2
     lo_lr, hi_lr = np.exp(np.quantile(np.log(optima), [q, 1 - q]))

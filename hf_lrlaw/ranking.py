@@ -22,7 +22,7 @@ from hf_lrlaw.files import json_ready
 from hf_lrlaw.fit_result import Fit, FitError, lr_blocks
 from hf_lrlaw.schedules import Schedule
 
-__all__ = ["Ranked", "Ranking", "joint_thetas", "rank"]
+__all__ = ["Ranked", "Ranking", "final_draws", "rank"]
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def rank(
     scheds = [Schedule.parse(s, defaults=run) if isinstance(s, str) else s for s in schedules]
     if not scheds:
         raise FitError("rank() needs at least one candidate schedule")
-    mean, low, high, draws = _predictions(fit, scheds, level, n_samples, seed, noise)
+    mean, low, high, draws = final_draws(fit, scheds, level, n_samples, seed, noise)
     valid = np.isfinite(mean) & np.isfinite(low) & np.isfinite(high)
     if not valid.any():
         raise FitError(f"no candidate has a prediction: {fit.no_prediction(scheds[0])}")
@@ -205,11 +205,10 @@ def _flags(fit: Fit, scheds: Sequence[Schedule], valid: np.ndarray) -> list[str 
     ]
 
 
-def joint_thetas(fit: Fit, n: int, seed: int | np.random.Generator = 0) -> np.ndarray:
+def _joint_thetas(fit: Fit, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` joint draws of the fit's parameters (rows): its Laplace covariance in search space,
     clipped to the bounds; where the annealing gain is not identified, its coefficient drawn
     between none and the fitted value."""
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     law = fit.law_object
     x = np.where(fit.log_params, np.log(np.maximum(fit.theta, 1e-300)), fit.theta)
     # Rounding can leave the Laplace covariance with tiny negative eigenvalues: clip them.
@@ -227,15 +226,20 @@ def joint_thetas(fit: Fit, n: int, seed: int | np.random.Generator = 0) -> np.nd
     return thetas
 
 
-def _predictions(
-    fit: Fit, scheds: Sequence[Schedule], level: float, n: int, seed: int, noise: bool
+def final_draws(
+    fit: Fit,
+    scheds: Sequence[Schedule],
+    level: float = 0.9,
+    n: int = 400,
+    seed: int = 0,
+    noise: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Mean, low and high final loss of every schedule, and its final loss under ``n`` joint
     draws of the parameters (plus, with ``noise``, a run-to-run scatter per schedule); one
     pass over the schedules in blocks of bounded size. A draw that is no loss is +inf."""
     rng = np.random.default_rng(seed)
     law = fit.law_object
-    thetas = joint_thetas(fit, n, rng)
+    thetas = _joint_thetas(fit, n, rng)
     m = len(scheds)
     mean, low, high = np.empty(m), np.empty(m), np.empty(m)
     draws = np.empty((n, m))

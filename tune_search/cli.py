@@ -155,7 +155,7 @@ def _run(args: argparse.Namespace) -> int:
     import logging
 
     from tune_search.api import search_schedules
-    from tune_search.space import DEFAULT_KINDS, ScheduleSpace, SpaceError, several_peak_lrs
+    from tune_search.space import DEFAULT_KINDS, ScheduleSpace, SpaceError, default_law
 
     logging.getLogger("tune_search").setLevel(logging.INFO if args.verbose else logging.WARNING)
     chosen = [x for x in (args.setup, args.trainable, args.simulate, args.replay) if x]
@@ -241,7 +241,7 @@ def _run(args: argparse.Namespace) -> int:
     except SpaceError as exc:
         raise CliError(str(exc)) from None
 
-    law = args.law or ("lrnoise" if several_peak_lrs(space.candidates()) else "momentum")
+    law = args.law or default_law(space.candidates())
     if world is not None and law_options is None:
         law_options = world.fit_options(law) or None
     resources = {"cpu": args.cpus_per_trial}

@@ -40,7 +40,14 @@ from tune_search.records import (
     schedule_of,
 )
 from tune_search.records import FINISHED as TRIAL_FINISHED
-from tune_search.space import ScheduleSpace, family, fingerprint, pilots_for, several_peak_lrs
+from tune_search.space import (
+    ScheduleSpace,
+    default_law,
+    family,
+    fingerprint,
+    pilots_for,
+    several_peak_lrs,
+)
 
 __all__ = ["FINISHED", "PRIOR_MODEL_ERROR", "STATE_SCHEMA", "Calibration", "SearchPolicy"]
 
@@ -105,7 +112,7 @@ class SearchPolicy:
         candidates, self.space_description, default_pilots = candidates_of(space, max_steps)
         several = several_peak_lrs(candidates)
         if law is None:  # the law that can choose the peak LR where the space holds several
-            law = "lrnoise" if several else "momentum"
+            law = default_law(candidates)
         elif several and law != "auto" and not carries_peak_lr(law):
             logger.warning(
                 "LRLaw search: the space spans peak LRs %.3g..%.3g, which the %s law does not "
@@ -173,8 +180,6 @@ class SearchPolicy:
             pilot_list = parse_schedules(list(pilots), "pilots")
         self._pilots = [str(p) for p in pilot_list]
         if law == "lrnoise" and "min_step" not in self.fit_kwargs and pilot_list:
-            # the cut the law was chosen and measured with (bench_peak_lr.py: 3,000 steps of
-            # 25,000-step runs): the initial fall of the loss is no part of it
             shortest = min(p.total_steps for p in pilot_list)
             self.book.fit_kwargs["min_step"] = round(LRNOISE_MIN_STEP * shortest)
         self.max_trials = (

@@ -70,6 +70,10 @@ class TrialRecord:
     predicted: tuple[float, float, float] | None = None
     # That interval widened by the law's error measured on the search's earlier runs: low, high.
     calibrated: tuple[float, float] | None = None
+    # (points scanned, their lowest usable loss, restarts then): diverging() stays O(1) per report
+    _low: tuple[int, float, int] = field(
+        default=(0, math.inf, 0), init=False, repr=False, compare=False
+    )
 
     @property
     def running(self) -> bool:
@@ -128,10 +132,9 @@ class TrialRecord:
         n = DIVERGENCE_REPORTS
         if len(self.losses) <= n:
             return None
-        before = [v for v in self.losses[:-n] if math.isfinite(v) and v > 0]
-        if not before:
+        low = self._lowest_before(len(self.losses) - n)
+        if not math.isfinite(low):
             return None
-        low = min(before)
         recent = self.losses[-n:]
         if all(math.isfinite(v) and v > DIVERGENCE_RATIO * low for v in recent):
             at = self.steps[self.losses.index(low)]
@@ -140,6 +143,18 @@ class TrialRecord:
                 f"{self.steps[-1]}) and stayed above {DIVERGENCE_RATIO:g}x for {n} reports"
             )
         return None
+
+    def _lowest_before(self, end: int) -> float:
+        """The lowest finite positive loss of the first ``end`` points (inf if none), scanning
+        only the points added since the last call (a restart rescans)."""
+        scanned, low, restarts = self._low
+        if restarts != self.restarts or scanned > end:
+            scanned, low = 0, math.inf
+        for v in self.losses[scanned:end]:
+            if math.isfinite(v) and 0 < v < low:
+                low = v
+        self._low = (end, low, self.restarts)
+        return low
 
     def summary(self) -> dict[str, Any]:
         """What a report shows of the trial: id, schedule, role, status, steps, final loss."""

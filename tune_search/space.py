@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from hf_lrlaw.fit_result import PEAK_LR_TOLERANCE
+from hf_lrlaw.fit_result import spans_peak_lrs
 from hf_lrlaw.schedules import KINDS, Grid, Schedule, ScheduleError, schedule_grid
 from hf_lrlaw.schedules import span as grid_span
 
@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_KINDS",
     "ScheduleSpace",
     "SpaceError",
+    "default_law",
     "family",
     "pilots_for",
     "several_peak_lrs",
@@ -342,8 +343,13 @@ def fingerprint(schedules: Sequence[Schedule]) -> str:
 
 def several_peak_lrs(schedules: Sequence[Schedule]) -> bool:
     """Whether the schedules differ in peak LR (by more than 5%)."""
-    peaks = [s.peak_lr for s in schedules]
-    return bool(peaks) and max(peaks) > min(peaks) * PEAK_LR_TOLERANCE
+    return spans_peak_lrs([s.peak_lr for s in schedules])
+
+
+def default_law(schedules: Sequence[Schedule]) -> str:
+    """The law a search fits unless told: "lrnoise" (whose parameters hold across peak LRs)
+    where the candidates differ in peak LR, else "momentum"."""
+    return "lrnoise" if several_peak_lrs(schedules) else "momentum"
 
 
 def pilots_for(

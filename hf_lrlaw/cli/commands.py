@@ -469,23 +469,19 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-# =================================================================================================
-# the parser
-# =================================================================================================
-
-
 def cmd_peak_lr(args: argparse.Namespace) -> int:
-    from hf_lrlaw.peak_lr import PeakLR, optimal_peak_lr
+    from hf_lrlaw.peak_lr import PeakLR, optimal_peak_lr, time_transfer
 
     out = check_out(args.output, (".json", ".csv", ".md"), "-o", _inputs(args, args.fit))
     plot_out = check_out(args.plot, (".png", ".pdf", ".svg"), "--plot", _inputs(args, args.fit))
     fit = load_fit(args.fit)
-    horizons = steps_from(args.horizon, "--horizon", minimum=2) or [None]
-    found: dict[str, list[PeakLR]] = {}
-    for family in args.schedule:
-        found[family] = [
-            optimal_peak_lr(fit, family, total_steps=h, level=args.level) for h in horizons
-        ]
+    horizons = steps_from(args.horizon, "--horizon", minimum=2)
+    found: dict[str, list[PeakLR]] = {
+        family: time_transfer(fit, family, horizons, level=args.level)
+        if horizons
+        else [optimal_peak_lr(fit, family, level=args.level)]
+        for family in args.schedule
+    }
     rows = [{"family": family, **r.to_dict()} for family, results in found.items() for r in results]
     pct = f"{args.level:.0%} interval"
     table = [
@@ -504,7 +500,7 @@ def cmd_peak_lr(args: argparse.Namespace) -> int:
     print(f"optimal peak LR, {fit.law} law (intervals: the fit's parameter uncertainty):")
     print(_table(table, header))
     if len(found) > 1:
-        for i in range(len(horizons)):
+        for i in range(len(horizons or [None])):
             best = min((results[i] for results in found.values()), key=lambda r: r.loss)
             print(f"best at {best.total_steps:,} steps: {best.schedule}")
     for note in fit.notes:
