@@ -215,7 +215,7 @@ def replay_outcome(res, world, truth, best, pilots=()):
     full = world.total_steps
     compute, rec, reached, at_budget = 0, None, None, None
     for t in res.trials:
-        compute += t["steps_run"]
+        compute += t["compute"]
         if at_budget is None and compute > BUDGET_RUNS * full + 1:
             at_budget = rec
         if (
@@ -254,13 +254,19 @@ def run_replay_method(name, world, texts, truth, best, seed, args):
             reduction_factor=3,
         )
     if name.startswith("lrlaw"):
+        # "lrlaw, cap 3": full runs are no longer counted; the search may spend 3 full runs of
+        # compute (pilots included), so cheap branched cooldowns can be many
+        capped = re.search(r"cap ([0-9.]+)", name)
         searcher = LRLawSearcher(
             world.space(),
             metric="loss",
             pilots=world.pilots(),
             pilot_steps=world.pilot_steps,
-            top_k=args.top_k,
+            top_k=100 if capped else args.top_k,
+            max_trials=200 if capped else None,
             seed=seed,
+            branch="no branching" not in name,
+            max_compute=float(capped.group(1)) if capped else None,
         )
         stopper = None if "no stopper" in name else LRLawStopper(searcher=searcher)
         res = drive(world, searcher, stopper)
@@ -293,6 +299,8 @@ def run_replay_method(name, world, texts, truth, best, seed, args):
 REPLAY_METHODS = [
     "lrlaw",
     "lrlaw, no stopper",
+    "lrlaw, no branching",
+    "lrlaw, no stopper, cap 3",
     "random",
     "random+ASHA",
     "TPE",

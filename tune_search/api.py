@@ -85,6 +85,8 @@ def search_schedules(
     margin: float = 0.0,
     fit_kwargs: Mapping[str, Any] | None = None,
     stopper: bool = True,
+    branch: bool = True,
+    max_compute: float | None = None,
     trainable: Callable[[dict[str, Any]], None] | None = None,
     max_concurrent_trials: int | None = None,
     resources_per_trial: Mapping[str, float] | None = None,
@@ -107,8 +109,10 @@ def search_schedules(
         space: the candidates; default ``ScheduleSpace(peak_lr, total_steps, warmup_steps)``
             with the default kinds (several hundred candidates).
         metric: "eval_loss" or "loss" (train loss), or what ``trainable`` reports.
-        law, law_options, pilots, pilot_steps, top_k, prior_fit, margin, fit_kwargs: see
-            :class:`~tune_search.LRLawSearcher`.
+        law, law_options, pilots, pilot_steps, top_k, prior_fit, margin, fit_kwargs, branch,
+            max_compute: see :class:`~tune_search.LRLawSearcher` (``branch``: cooldowns resume
+            from a checkpoint of a trial with the same LRs so far; the checkpoints are written
+            under each trial's Tune folder).
         stopper: attach :class:`~tune_search.LRLawStopper` (it also ends partial pilots).
         trainable: a Tune function trainable to use instead of the HF one (e.g.
             ``SimulatedWorld().trainable()``); it must honour the trial contract.
@@ -165,6 +169,8 @@ def search_schedules(
             prior_fit=prior_fit,
             margin=margin,
             fit_kwargs=fit_kwargs,
+            branch=branch,
+            max_compute=max_compute,
         )
 
     searcher = make_searcher()

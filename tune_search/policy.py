@@ -29,11 +29,19 @@ from hf_lrlaw.fitting import fit
 from hf_lrlaw.laws import available_laws, carries_peak_lr
 from hf_lrlaw.priors import shipped_priors
 from hf_lrlaw.ranking import Ranking, rank
-from hf_lrlaw.schedules import Schedule
+from hf_lrlaw.schedules import Schedule, ScheduleError
 from hf_lrlaw.threads import numpy_blas_single_thread
+from tune_search.branching import (
+    BRANCH_KEY,
+    MIN_BRANCH_FRACTION,
+    SAVE_KEY,
+    save_steps,
+    shared_steps,
+)
 from tune_search.records import (
     CANDIDATE_ROLES,
     DIVERGED,
+    ERROR,
     STOPPED,
     CurveBook,
     parse_schedules,
@@ -108,6 +116,9 @@ class SearchPolicy:
         fit_kwargs: Mapping[str, Any] | None = None,
         config_fn: Callable[[Schedule], Mapping[str, Any]] | None = None,
         seed: int = 0,
+        branch: bool = True,
+        max_checkpoints: int = 16,
+        max_compute: float | None = None,
     ) -> None:
         candidates, self.space_description, default_pilots = candidates_of(space, max_steps)
         several = several_peak_lrs(candidates)
@@ -123,6 +134,10 @@ class SearchPolicy:
                 law,
             )
         _check(law, top_k, level, pilot_steps, fit_kwargs or {})
+        if max_compute is not None and not max_compute > 0:
+            raise ValueError(f"max_compute must be > 0 full runs, got {max_compute!r}")
+        if isinstance(max_checkpoints, bool) or int(max_checkpoints) < 1:
+            raise ValueError(f"max_checkpoints must be >= 1, got {max_checkpoints!r}")
         self._longest = max(c.total_steps for c in candidates)
         self._candidates: list[Schedule] = candidates
         self._texts = [str(s) for s in candidates]
@@ -136,6 +151,9 @@ class SearchPolicy:
         self.config_fn = config_fn
         self.diversify = bool(diversify)
         self.seed = int(seed)
+        self.branch = bool(branch)
+        self.max_checkpoints = int(max_checkpoints)
+        self.max_compute = None if max_compute is None else float(max_compute)
 
         self.fit_kwargs = dict(fit_kwargs or {})
         if (
@@ -174,11 +192,13 @@ class SearchPolicy:
                 )
                 self.law = self._prior.law
             self.book.fit_kwargs["prior"] = self._prior
+        self._pilot_config: list[dict[str, Any]] = []
         if pilots is None:
             pilot_list = [] if self._prior is not None else default_pilots()
         else:
-            pilot_list = parse_schedules(list(pilots), "pilots")
+            pilot_list, self._pilot_config = _pilot_items(pilots)
         self._pilots = [str(p) for p in pilot_list]
+        self._pilot_config += [{} for _ in range(len(self._pilots) - len(self._pilot_config))]
         if law == "lrnoise" and "min_step" not in self.fit_kwargs and pilot_list:
             shortest = min(p.total_steps for p in pilot_list)
             self.book.fit_kwargs["min_step"] = round(LRNOISE_MIN_STEP * shortest)
@@ -210,8 +230,11 @@ class SearchPolicy:
         # 1. pilots
         if self._next_pilot < len(self._pilots):
             text = self._pilots[self._next_pilot]
+            extra = self._pilot_config[self._next_pilot]
+            if not extra and self._parent_pilot_pending(schedule_of(text)):
+                return None  # it branches from an earlier pilot's checkpoint, not saved yet
             self._next_pilot += 1
-            return self._issue(trial_id, text, "pilot")
+            return self._issue(trial_id, text, "pilot", extra)
         if self.book.running(("pilot",)) and self._prior is None:
             return None  # the first ranking waits for the pilots
         ended = [r for r in self.book.records.values() if r.completed]
@@ -247,6 +270,14 @@ class SearchPolicy:
                 else "no remaining candidate can beat the best beyond the law's uncertainty"
             )
             return self._finish_or_wait(reason)
+        if self.max_compute is not None:
+            room = self.max_compute * self._longest - self.committed_steps()
+            open_ = [r for r in open_ if self.cost(r.schedule) <= room]
+            if not open_:
+                return self._finish_or_wait(
+                    f"max_compute={self.max_compute:g} full runs: no open candidate fits in the "
+                    f"{max(room, 0) / self._longest:.2f} run(s) left"
+                )
         pick = open_[0]
         if self.diversify:
             run = self._families_run()
@@ -280,6 +311,7 @@ class SearchPolicy:
             "schema": STATE_SCHEMA,
             "fingerprint": self._fingerprint,
             "pilots": self._pilots,
+            "pilot_config": self._pilot_config,
             "next_pilot": self._next_pilot,
             "finished": self._finished,
             "book": self.book.state(),
@@ -300,6 +332,8 @@ class SearchPolicy:
                 "space; restore with the same ScheduleSpace"
             )
         self._pilots = list(state["pilots"])
+        self._pilot_config = [dict(c) for c in state.get("pilot_config", [])]
+        self._pilot_config += [{} for _ in range(len(self._pilots) - len(self._pilot_config))]
         self._next_pilot = int(state["next_pilot"])
         self._finished = state.get("finished")
         self.book.set_state(state["book"])
@@ -446,14 +480,19 @@ class SearchPolicy:
         return found
 
     def recommendation(self) -> dict[str, Any]:
-        """The schedule to use: the finished full-length run of a candidate with the lowest
-        actual final loss; before any, the law's predicted best. Keys: ``schedule``
-        (:class:`Schedule`), ``text``, ``source`` ("finished run" or "law prediction"),
+        """The schedule to use: the finished full-length run of a candidate (or of a pilot at a
+        candidate horizon) with the lowest actual final loss; before any, the law's predicted
+        best. Keys: ``schedule`` (:class:`Schedule`), ``text``, ``source`` ("finished run" or "law prediction"),
         ``final_loss`` (the run's final loss, measurement noise averaged out over its last
         points with the law's local shape), ``last_loss`` (the last reported value),
         ``trial_id``, and the law's ``predicted`` final loss with ``low``/``high``."""
         ranking = self.ranking()  # refits first, so that smoothing uses the latest fit
-        found = self.book.best_finished(allowed=set(self._texts)) or self.book.best_finished()
+        # a pilot that ran a whole schedule of a candidate horizon is a schedule to use too
+        horizons = {c.total_steps for c in self._candidates}
+        usable = set(self._texts) | {
+            t for t in self._pilots if schedule_of(t).total_steps in horizons
+        }
+        found = self.book.best_finished(allowed=usable) or self.book.best_finished()
         row = None
         if found is not None:
             best, smoothed = found
@@ -540,18 +579,91 @@ class SearchPolicy:
         return "\n".join(lines)
 
     # -- internals -------------------------------------------------------------------------------
-    def _issue(self, trial_id: str, text: str, role: str) -> dict[str, Any]:
+    def _issue(
+        self, trial_id: str, text: str, role: str, extra: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         self.book.add_trial(trial_id, text, role)
         config: dict[str, Any] = {}
         if self.config_fn is not None:
             config.update(self.config_fn(Schedule.parse(text)))
+        config.update(extra or {})
         config["schedule"] = text
-        if role == "pilot":
-            stop = self._pilot_stop(text)
-            if stop is not None:
-                config["lrlaw_stop_step"] = stop
-        self.note(f"suggest {role} {trial_id}: {text}")
+        stop = self._pilot_stop(text) if role == "pilot" else None
+        if stop is not None:
+            config["lrlaw_stop_step"] = stop
+        source = None
+        if self.branch:
+            schedule = schedule_of(text)
+            # a trial with its own config (a pilot repeated with another seed) runs from step 0
+            source = None if extra else self._branch_source(schedule)
+            if source is not None:
+                parent, k, where = source
+                config[BRANCH_KEY] = {"trial_id": parent, "step": k, "checkpoint": where}
+                self.book.records[trial_id].branch = (parent, k)
+            tried = self.book.tried()
+            others = [c for c, t in zip(self._candidates, self._texts) if t not in tried]
+            runs_to = None if stop is None else stop + 1
+            saves = [] if extra else save_steps(schedule, others, runs_to, self.max_checkpoints)
+            if not extra:  # the pilots still to come branch from it: their points are kept
+                waiting = [schedule_of(t) for t in self._pilots[self._next_pilot :]]
+                saves = sorted(set(saves) | set(save_steps(schedule, waiting, runs_to)))
+            saves = [k for k in saves if source is None or k > source[1]]
+            self.book.records[trial_id].planned = saves
+            if saves:
+                config[SAVE_KEY] = saves
+        branched = "" if source is None else f" (from {source[0]}'s checkpoint at {source[1]})"
+        self.note(f"suggest {role} {trial_id}: {text}{branched}")
         return config
+
+    def _parent_pilot_pending(self, schedule: Schedule) -> bool:
+        """Whether a running trial plans a checkpoint that ``schedule`` could branch from (at
+        least MIN_BRANCH_FRACTION of it) later than any checkpoint it can branch from now."""
+        if not self.branch:
+            return False
+        planned = 0
+        for rec in self.book.records.values():
+            if rec.completed or rec.status in (ERROR, DIVERGED) or not rec.planned:
+                continue
+            limit = min(shared_steps(schedule_of(rec.schedule), schedule), schedule.total_steps - 1)
+            useful = [k for k in rec.planned if MIN_BRANCH_FRACTION * schedule.total_steps <= k]
+            planned = max([planned] + [k for k in useful if k <= limit])
+        now = self._branch_source(schedule)
+        return planned > (now[1] if now else 0)
+
+    def _branch_source(self, schedule: Schedule) -> tuple[str, int, str] | None:
+        """The latest checkpoint of a trial that ran ``schedule``'s LRs up to it: (trial id,
+        updates, where); None when none saves at least MIN_BRANCH_FRACTION of the run."""
+        best: tuple[str, int, str] | None = None
+        for rec in self.book.records.values():
+            if not rec.checkpoints or rec.status in (ERROR, DIVERGED):
+                continue
+            limit = shared_steps(schedule_of(rec.schedule), schedule)
+            for k, where in rec.checkpoints.items():
+                if (
+                    k <= limit
+                    and MIN_BRANCH_FRACTION * schedule.total_steps <= k < schedule.total_steps
+                    and (best is None or k > best[1])
+                ):
+                    best = (rec.trial_id, k, where)
+        return best
+
+    def cost(self, schedule: Schedule) -> int:
+        """The updates a trial of ``schedule`` would run now (less a checkpoint it can branch
+        from)."""
+        source = self._branch_source(schedule) if self.branch else None
+        return schedule.total_steps - (source[1] if source else 0)
+
+    def committed_steps(self) -> int:
+        """Updates run so far, plus what the running trials still have to run."""
+        total = 0
+        for rec in self.book.records.values():
+            if rec.completed:
+                total += rec.compute
+            else:
+                stop = self._pilot_stop(rec.schedule) if rec.role == "pilot" else None
+                end = rec.total_steps if stop is None else stop + 1
+                total += max(end - (rec.branch[1] if rec.branch else 0), rec.compute)
+        return total
 
     def _pilot_stop(self, text: str) -> int | None:
         """The last step a pilot runs to: ``pilot_steps`` of the longest candidate horizon (a
@@ -686,6 +798,30 @@ def load_prior_fit(
     except FitError as exc:
         raise ValueError(f"prior_fit: {path}: {exc}") from None
     return found, str(path), curves
+
+
+def _pilot_items(
+    pilots: Sequence[Schedule | str | tuple[Schedule | str, Mapping[str, Any]]],
+) -> tuple[list[Schedule], list[dict[str, Any]]]:
+    """Pilot schedules and each one's extra trial config (``(schedule, {"seed": 1})`` runs a
+    pilot again with another seed: the search then measures its run-to-run noise)."""
+    schedules, extras = [], []
+    for i, item in enumerate(pilots):
+        extra: Mapping[str, Any] = {}
+        if isinstance(item, tuple):
+            if len(item) != 2 or not isinstance(item[1], Mapping):
+                raise ValueError(
+                    f"pilots[{i}] must be a schedule or (schedule, config dict), got {item!r}"
+                )
+            item, extra = item
+        if not isinstance(item, Schedule):
+            try:
+                item = Schedule.parse(item)
+            except (ScheduleError, TypeError) as exc:
+                raise ValueError(f"pilots[{i}] is not a schedule: {exc}") from None
+        schedules.append(item)
+        extras.append(dict(extra))
+    return schedules, extras
 
 
 def _default_pilots(candidates: Sequence[Schedule]) -> list[Schedule]:

@@ -22,6 +22,7 @@ from hf_lrlaw.fit_result import Fit
 from hf_lrlaw.fitting import ANNEAL_INFORMATIVE, fit
 from hf_lrlaw.schedules import Schedule, ScheduleError
 from hf_lrlaw.threads import numpy_blas_single_thread
+from tune_search.branching import CHECKPOINTS_KEY, decode_checkpoints
 
 __all__ = [
     "CANDIDATE_ROLES",
@@ -70,6 +71,12 @@ class TrialRecord:
     predicted: tuple[float, float, float] | None = None
     # That interval widened by the law's error measured on the search's earlier runs: low, high.
     calibrated: tuple[float, float] | None = None
+    # Resumed from another trial's checkpoint after this many updates: (parent trial id, k).
+    branch: tuple[str, int] | None = None
+    # The checkpoints the trial reported: update count k -> where (tune_search.branching).
+    checkpoints: dict[int, str] = field(default_factory=dict)
+    # The update counts it was asked to save a checkpoint at.
+    planned: list[int] = field(default_factory=list)
     # (points scanned, their lowest usable loss, restarts then): diverging() stays O(1) per report
     _low: tuple[int, float, int] = field(
         default=(0, math.inf, 0), init=False, repr=False, compare=False
@@ -82,6 +89,11 @@ class TrialRecord:
     @property
     def total_steps(self) -> int:
         return schedule_of(self.schedule).total_steps
+
+    @property
+    def compute(self) -> int:
+        """The updates this trial ran itself (a branch does not pay for its parent's)."""
+        return max(0, self.steps_run - (self.branch[1] if self.branch else 0))
 
     @property
     def final_loss(self) -> float | None:
@@ -169,6 +181,8 @@ class TrialRecord:
             "note": self.note,
             "predicted": None if self.predicted is None else list(self.predicted),
             "calibrated": None if self.calibrated is None else list(self.calibrated),
+            "branch": None if self.branch is None else list(self.branch),
+            "compute": self.compute,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -186,6 +200,9 @@ class TrialRecord:
             "completed": self.completed,
             "predicted": None if self.predicted is None else list(self.predicted),
             "calibrated": None if self.calibrated is None else list(self.calibrated),
+            "branch": None if self.branch is None else list(self.branch),
+            "checkpoints": [[k, w] for k, w in sorted(self.checkpoints.items())],
+            "planned": list(self.planned),
         }
 
     @classmethod
@@ -213,6 +230,10 @@ class TrialRecord:
             rec.predicted = tuple(float(v) for v in d["predicted"])
         if d.get("calibrated") is not None:
             rec.calibrated = tuple(float(v) for v in d["calibrated"])
+        if d.get("branch") is not None:
+            rec.branch = (str(d["branch"][0]), int(d["branch"][1]))
+        rec.checkpoints = {int(k): str(w) for k, w in d.get("checkpoints", [])}
+        rec.planned = [int(k) for k in d.get("planned", [])]
         return rec
 
 
@@ -305,6 +326,8 @@ class CurveBook:
             if schedule is None:
                 return False
             rec = self.add_trial(trial_id, schedule, "external")
+        if CHECKPOINTS_KEY in result:
+            rec.checkpoints.update(decode_checkpoints(result[CHECKPOINTS_KEY]))
         if self.metric is None:
             return False
         if self.metric not in result:
@@ -370,6 +393,15 @@ class CurveBook:
                 "bad-window",
             )
             window = 1
+        if rec.branch is not None and step < rec.branch[1]:
+            self.warn(
+                trial_id,
+                f"it was to resume from trial {rec.branch[0]}'s checkpoint after update "
+                f"{rec.branch[1]} but reported step {step}: it ran from the start (the trainable "
+                "could not resume there); its whole run is counted",
+                "branch-ignored",
+            )
+            rec.branch = None
         if not rec.add_point(step, loss, int(window)):
             return False
         why = rec.diverging() if rec.status == RUNNING else None
@@ -437,8 +469,9 @@ class CurveBook:
 
     @property
     def compute_steps(self) -> int:
-        """Optimizer steps the trials ran in total (as far as they reported)."""
-        return sum(r.steps_run for r in self.records.values())
+        """Optimizer steps the trials ran in total (as far as they reported; a branched trial
+        counts only the updates after its parent's checkpoint)."""
+        return sum(r.compute for r in self.records.values())
 
     # -- curves and the fit -------------------------------------------------------------------
     def curve(self, rec: TrialRecord) -> LossCurve | None:

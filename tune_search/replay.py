@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ import numpy as np
 from hf_lrlaw import datasets
 from hf_lrlaw.curves import LossCurve
 from hf_lrlaw.schedules import Schedule
+from tune_search.branching import BRANCH_KEY, world_reports
 
 __all__ = ["REPLICATE_FLOOR", "ReplayError", "ReplayWorld", "schedule_of_run"]
 
@@ -353,13 +354,65 @@ class ReplayWorld:
         def replayed_trial(config: dict[str, Any]) -> None:
             from ray import tune
 
-            steps, losses = world.curve(config["schedule"], int(config.get("trial_seed", 0)))
-            stop = config.get("lrlaw_stop_step")
-            for s, loss in zip(steps.tolist(), losses.tolist()):
-                tune.report({"step": int(s), metric: float(loss)})
+            seed = int(config.get("trial_seed", 0))
+            steps, losses = world.trial_curve(config, seed)
+            names = world.checkpoint_namer(config, seed)
+            for result in world_reports(steps, losses, metric, config, names):
+                tune.report(result)
                 if sleep:
                     time.sleep(sleep)
-                if stop is not None and s >= stop:
-                    break
 
         return replayed_trial
+
+    def trial_curve(
+        self, config: Mapping[str, Any], trial_seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """What the trial of ``config`` reports: :meth:`curve`, or for a branch (the searcher
+        gives one only where the child's LRs equal its parent's up to the resume step), the
+        real run of the child's schedule from that step on. Where the data hold a replicate of
+        the child that was itself branched from the parent's replicate (identical losses up to
+        a checkpoint), that one is replayed; else the seed's: its steps before the resume point
+        were a run at the same LRs, which differs from the parent's only by run-to-run noise."""
+        run, index, start = self._trial_replicate(config, trial_seed)
+        c = run.replicates[index]
+        keep = np.asarray(c.steps) >= start
+        return (
+            np.asarray(c.steps, dtype=np.int64)[keep],
+            np.asarray(c.losses, dtype=float)[keep],
+        )
+
+    def checkpoint_namer(self, config: Mapping[str, Any], trial_seed: int) -> Callable[[int], str]:
+        """How the trial of ``config`` names its checkpoint after k updates: by the replicate
+        it replays, so that a branch from it can follow the data's own branch."""
+        run, index, _ = self._trial_replicate(config, trial_seed)
+        return lambda k: f"replay:{k}:{index}:{run.text}"
+
+    def _trial_replicate(self, config: Mapping[str, Any], trial_seed: int) -> tuple[_Run, int, int]:
+        """(run, replicate index, first step reported) of the trial of ``config``."""
+        run = self._run(config["schedule"])
+        index = (self.seed + int(trial_seed)) % len(run.replicates)
+        branch = config.get(BRANCH_KEY)
+        if not branch:
+            return run, index, 0
+        k = int(branch["step"])
+        parent = self._parent_curve(str(branch.get("checkpoint", "")))
+        if parent is not None:
+            for i, c in enumerate(run.replicates):
+                both = np.intersect1d(c.steps[c.steps < k], parent.steps)
+                if len(both) and np.allclose(
+                    c.losses[np.searchsorted(c.steps, both)],
+                    parent.losses[np.searchsorted(parent.steps, both)],
+                    rtol=0,
+                    atol=1e-6,
+                ):
+                    return run, i, k
+        return run, index, k
+
+    def _parent_curve(self, where: str) -> LossCurve | None:
+        parts = where.split(":", 3)
+        if len(parts) != 4 or parts[0] != "replay":
+            return None
+        run = self._runs.get(parts[3])
+        if run is None or not parts[2].isdigit() or int(parts[2]) >= len(run.replicates):
+            return None
+        return run.replicates[int(parts[2])]

@@ -4,6 +4,7 @@ law's predicted curves for the top candidates against the actual curves of the r
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -211,11 +212,13 @@ def write_report(
             f"Compute: {compute:,} optimizer steps = {compute / total:.2f} full runs "
             f"(a full grid: {n_cand} runs).",
         ]
+    lines += _noise_lines(searcher, rec)
     lines += [
         "",
         "## Runs",
         "",
-        "Predicted: the law's final-loss prediction when the run was chosen, before it ran.",
+        "Predicted: the law's final-loss prediction when the run was chosen, before it ran. "
+        "Steps: those the run paid for; a branch resumed from another run's checkpoint.",
         "",
         f"| trial | role | status | steps | final {searcher.metric} | predicted [90%] | schedule |",
         "|---|---|---|---:|---:|---|---|",
@@ -223,10 +226,14 @@ def write_report(
     for t in trials:
         pred = t.get("predicted")
         shown = f"{_fmt(pred[0])} [{_fmt(pred[1])}, {_fmt(pred[2])}]" if pred else "-"
+        steps = f"{t['steps_run']}/{t['total_steps']}"
+        if t.get("branch"):
+            parent, k = t["branch"]
+            steps = f"{t['compute']} ({k}..{t['steps_run']} from {parent})"
         lines.append(
             f"| {t['trial_id']} | {t['role']} | {t['status']} | "
-            f"{t['steps_run']}/{t['total_steps']} | {_fmt(t['final_loss'])} | {shown} | "
-            f"`{t['schedule']}` |"
+            f"{steps} | {_fmt(t['final_loss'])} | {shown} | "
+            f"`{_short_text(t['schedule'])}` |"
         )
     lines += _misses_section(searcher)
     if ranking is not None:
@@ -234,7 +241,7 @@ def write_report(
             "",
             f"## Ranking by predicted final {searcher.metric} (top {top})",
             "",
-            ranking.to_markdown(top),
+            _short_text(ranking.to_markdown(top)),
         ]
     if fit is not None:
         lines += ["", "## Fit", "", "```", fit.summary(), "```"]
@@ -245,6 +252,56 @@ def write_report(
         lines += ["", "## Curves", "", f"![predicted vs actual]({paths['figure'].name})"]
     paths["report"] = write_atomic(out / "report.md", "\n".join(lines) + "\n")
     return paths
+
+
+def run_noise(searcher: LRLawSearcher) -> tuple[str, list[float]] | None:
+    """A schedule that finished more than once (a pilot repeated with another seed) and its
+    final losses: the run-to-run noise of this setup. None if none did."""
+    finals: dict[str, list[float]] = {}
+    for rec in searcher.book.records.values():
+        if rec.status == "finished" and rec.final_loss is not None:
+            finals.setdefault(rec.schedule, []).append(float(rec.final_loss))
+    repeated = [(t, v) for t, v in finals.items() if len(v) >= 2]
+    return repeated[0] if repeated else None
+
+
+def _noise_lines(searcher: LRLawSearcher, rec: dict[str, Any] | None) -> list[str]:
+    """The measured run-to-run noise, and the recommendation's margin over the best pilot."""
+    lines: list[str] = []
+    noise = run_noise(searcher)
+    spread = None
+    if noise is not None:
+        text, values = noise
+        spread = max(values) - min(values)
+        lines += [
+            "",
+            f"Run-to-run noise: `{_short_text(text)}` finished {len(values)} times (other seeds): "
+            + ", ".join(_fmt(v) for v in values)
+            + f"; spread {spread:.4f} ({spread / min(values):.2%}).",
+        ]
+    horizon = Schedule.parse(rec["schedule"]).total_steps if rec is not None else None
+    pilots = [
+        r
+        for r in searcher.book.records.values()
+        if r.role == "pilot"
+        and r.status == "finished"
+        and r.final_loss is not None
+        and r.total_steps == horizon
+    ]
+    if rec is not None and rec["source"] == "finished run" and pilots:
+        book = searcher.book
+        best = min(pilots, key=lambda r: book.smoothed_final(r) or r.final_loss)
+        base = book.smoothed_final(best) or best.final_loss
+        gain, raw = base - rec["final_loss"], best.final_loss - rec["last_loss"]
+        times = f", {gain / spread:.1f}x the run-to-run spread" if spread else ""
+        lines += [
+            "",
+            f"The recommendation beats the best full-length pilot "
+            f"(`{_short_text(best.schedule)}`, {_fmt(base)}) by {gain:.4f} "
+            f"({gain / base:.2%}{times}; noise-averaged final losses, as the search compares "
+            f"them; by the last reported losses, {raw:.4f}).",
+        ]
+    return lines
 
 
 def plot_search(searcher: LRLawSearcher, path: str | Path, top: int = 4) -> Path:
@@ -354,6 +411,15 @@ def _grid(s: Schedule) -> np.ndarray:
     area = np.cumsum(s.lrs())
     first = int(np.argmax(area > 0))
     return np.unique(np.linspace(first, s.total_steps - 1, 200).astype(np.int64))
+
+
+_LONG_FLOAT = re.compile(r"(?<![\w.])(\d+\.\d{5,}|\d\.\d+e-?\d+)")
+
+
+def _short_text(text: str) -> str:
+    """Schedule text for humans: floats to 4 significant digits (0.38333333 -> 0.3833); the
+    exact text is in recommended.json and trials.json."""
+    return _LONG_FLOAT.sub(lambda m: format(float(m.group(1)), ".4g"), text)
 
 
 def _short(s: Schedule) -> str:

@@ -119,6 +119,17 @@ class LRLawSearcher(Searcher):
         config_fn: optional ``Schedule -> dict`` of extra config keys per suggestion (e.g.
             ``Schedule.to_training_args`` for a plain Trainer in ``hyperparameter_search``).
         seed: seeds the ranking's joint draws.
+        branch: ask each trial to save checkpoints where untried candidates' LRs leave its
+            own (``config["lrlaw_save_steps"]``), and start a candidate from the latest such
+            checkpoint of a trial whose LRs it shares up to there (``config["lrlaw_branch"]``):
+            a WSD cooldown then pays only for its decay (:mod:`tune_search.branching`; the
+            trainables here do it, a trainable that ignores the keys runs every trial in full).
+            Needs the trials' folders to be readable from every worker (one machine, or a
+            shared ``storage_path``); a trial that cannot find its checkpoint runs from step 0.
+        max_checkpoints: the most checkpoints one trial is asked to save (evenly thinned).
+        max_compute: a cap on the whole search's compute in full runs of the longest
+            candidate (pilots and running trials' remaining steps included): no candidate is
+            started that would pass it. None: no cap but ``top_k`` and ``max_trials``.
     """
 
     def __init__(
@@ -141,6 +152,9 @@ class LRLawSearcher(Searcher):
         fit_kwargs: Mapping[str, Any] | None = None,
         config_fn: Callable[[Schedule], Mapping[str, Any]] | None = None,
         seed: int = 0,
+        branch: bool = True,
+        max_checkpoints: int = 16,
+        max_compute: float | None = None,
     ) -> None:
         if mode not in (None, "min"):
             raise ValueError(f"LRLawSearcher minimises a loss: mode must be 'min', got {mode!r}")
@@ -162,6 +176,9 @@ class LRLawSearcher(Searcher):
             fit_kwargs=fit_kwargs,
             config_fn=config_fn,
             seed=seed,
+            branch=branch,
+            max_checkpoints=max_checkpoints,
+            max_compute=max_compute,
         )
         self._num_samples_warned = False
 

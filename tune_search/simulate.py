@@ -27,6 +27,7 @@ import numpy as np
 
 from hf_lrlaw.laws import get_law
 from hf_lrlaw.schedules import Schedule
+from tune_search.branching import BRANCH_KEY, world_reports
 
 __all__ = ["LRNOISE_PRESET", "PRESETS", "PRESET_OPTIONS", "SimulatedWorld"]
 
@@ -259,19 +260,33 @@ class SimulatedWorld:
             if text in fail_schedules or schedule.kind in fail_schedules:
                 raise RuntimeError(f"simulated failure of the trial for {text}")
             trial_seed = int(config.get("trial_seed", 0))
-            steps, losses = world.curve(schedule, trial_seed)
-            stop = config.get("lrlaw_stop_step")
-            poison = text in nan_schedules or schedule.kind in nan_schedules
-            for j, (s, loss) in enumerate(zip(steps.tolist(), losses.tolist())):
-                if poison and j >= len(steps) // 2:
-                    loss = float("nan")
-                tune.report({"step": int(s), metric: float(loss)})
+            steps, losses = world.trial_curve(config, trial_seed)
+            if text in nan_schedules or schedule.kind in nan_schedules:
+                losses = losses.copy()
+                losses[len(losses) // 2 :] = np.nan
+            names = world.checkpoint_namer(config, trial_seed)
+            for result in world_reports(steps, losses, metric, config, names):
+                tune.report(result)
                 if sleep:
                     time.sleep(sleep)
-                if stop is not None and s >= stop:
-                    break
 
         return simulated_trial
+
+    def trial_curve(
+        self, config: Mapping[str, Any], trial_seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """What the trial of ``config`` reports: :meth:`curve`, from a branch's resume step on
+        when the config branches (the world's curves are a law's, so any branch point is one)."""
+        steps, losses = self.curve(config["schedule"], trial_seed)
+        branch = config.get(BRANCH_KEY)
+        if branch:
+            keep = steps >= int(branch["step"])
+            steps, losses = steps[keep], losses[keep]
+        return steps, losses
+
+    def checkpoint_namer(self, config: Mapping[str, Any], trial_seed: int) -> Callable[[int], str]:
+        """How the trial of ``config`` names its checkpoint after k updates."""
+        return lambda k: f"simulated:{k}"
 
 
 def _stable_hash(text: str) -> int:

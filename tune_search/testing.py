@@ -15,12 +15,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tune_search.branching import BRANCH_KEY, CHECKPOINTS_KEY, SAVE_KEY, encode_checkpoints
+
 __all__ = ["DriveResult", "TrialStub", "World", "drive"]
 
 
 class World(Protocol):
     """What :func:`drive` needs of a world: its horizon, the curve a trial of a schedule
-    reports, and the true final loss of a schedule."""
+    reports, and the true final loss of a schedule. A world that also has ``trial_curve(config,
+    trial_seed)`` and ``checkpoint_namer(config, trial_seed)`` (the simulated and replay
+    worlds) runs branched trials too."""
 
     @property
     def total_steps(self) -> int: ...
@@ -81,7 +85,8 @@ def drive(
 ) -> DriveResult:
     """Run ``searcher`` (a ``ray.tune.search.Searcher``) and ``scheduler`` (a ``TrialScheduler``
     or None) against ``world`` in this process, as Tune would with ``concurrency`` trials at a
-    time, one logging step per running trial per round. Stops when the searcher is FINISHED,
+    time, one logging step per running trial per round (a branched trial starts at its resume
+    step and pays from there; checkpoints it saves are listed in its results). Stops when the searcher is FINISHED,
     after ``max_trials`` trials, or when ``budget_steps`` steps have been run. A schedule the
     world cannot give a curve for (a replay world's unknown run) is a trial that errors at once."""
     from ray.tune.schedulers import TrialScheduler
@@ -91,6 +96,8 @@ def drive(
     trials: list[dict[str, Any]] = []
     trajectory: list[tuple[int, str, float]] = []
     compute, counter, finished = 0, 0, False
+    names: dict[str, Any] = {}
+    starts: dict[str, int] = {}  # a branch starts at its resume step and pays from there
     best: tuple[float, str] | None = None
     finished_by = "searcher"
     full = full_run_steps or world.total_steps
@@ -111,6 +118,7 @@ def drive(
                 "trial_id": tid,
                 "schedule": text,
                 "steps_run": trial.steps_run,
+                "compute": trial.steps_run - starts.get(tid, 0),
                 "full": done,
                 "stopped": stopped,
                 "error": error,
@@ -136,11 +144,19 @@ def drive(
             if scheduler is not None:
                 scheduler.on_trial_add(None, trial)
             try:
-                steps, losses = world.curve(trial.config["schedule"], trial_seed=counter)
+                if hasattr(world, "trial_curve"):
+                    steps, losses = world.trial_curve(trial.config, trial_seed=counter)
+                    names[tid] = world.checkpoint_namer(trial.config, counter)
+                else:  # a world of whole runs only: every trial runs from step 0, saves nothing
+                    steps, losses = world.curve(trial.config["schedule"], trial_seed=counter)
+                    trial.config.pop(BRANCH_KEY, None)
+                    trial.config.pop(SAVE_KEY, None)
             except ValueError:
                 running[tid] = (trial, np.zeros(1, np.int64), np.zeros(1), 0)
                 complete(tid, None, True, False)
                 continue
+            branch = trial.config.get(BRANCH_KEY)
+            starts[tid] = trial.steps_run = int(branch["step"]) if branch else 0
             running[tid] = (trial, steps, losses, 0)
         if not running:
             if counter >= max_trials:
@@ -163,6 +179,9 @@ def drive(
                 "trial_id": tid,
                 "done": False,
             }
+            saved = [(k, names[tid](k)) for k in trial.config.get(SAVE_KEY, ()) if k <= step + 1]
+            if saved:
+                result[CHECKPOINTS_KEY] = encode_checkpoints(saved)
             trial.last_result = result
             searcher.on_trial_result(tid, result)
             action = TrialScheduler.CONTINUE

@@ -33,6 +33,13 @@ require("tune_search.trainable (the HF Trainer per trial)", "hf", "torch", "tran
 from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
 
 from hf_lrlaw.schedules import Schedule, ScheduleError  # noqa: E402
+from hf_lrlaw.schedules.lambda_lr import ScheduleLambda  # noqa: E402
+from tune_search.branching import (  # noqa: E402
+    BRANCH_KEY,
+    CHECKPOINTS_KEY,
+    SAVE_KEY,
+    encode_checkpoints,
+)
 
 __all__ = [
     "ScheduleTrainer",
@@ -44,7 +51,8 @@ __all__ = [
 
 logger = logging.getLogger("tune_search")
 
-_OWN_KEYS = ("schedule", "lrlaw_stop_step")
+_OWN_KEYS = ("schedule", "lrlaw_stop_step", SAVE_KEY, BRANCH_KEY)
+CHECKPOINT_PREFIX = "checkpoint"  # transformers' PREFIX_CHECKPOINT_DIR
 
 
 class ScheduleMismatchError(ValueError):
@@ -71,12 +79,36 @@ def apply_schedule(args: TrainingArguments, schedule: Schedule) -> bool:
 
 class _ScheduleControl(TrainerCallback):
     """Evaluates at the last step (so the final loss is always reported) and at a partial
-    pilot's stop step, then stops there."""
+    pilot's stop step, then stops there; saves a checkpoint after each of the trainer's
+    ``lrlaw_save_steps`` updates; on a resumed run (a branch), runs this trainer's schedule from
+    the resumed step whatever scheduler state the checkpoint held."""
 
     def __init__(self, trainer: ScheduleTrainer) -> None:
         self.trainer = trainer
 
+    def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):
+        schedule = self.trainer.lrlaw_schedule
+        if schedule is None or state.global_step == 0 or lr_scheduler is None:
+            return
+        if not hasattr(lr_scheduler, "lr_lambdas"):
+            raise ScheduleMismatchError(
+                f"resumed from a checkpoint with a {type(lr_scheduler).__name__}, not a LambdaLR: "
+                f"cannot run {schedule} from step {state.global_step}"
+            )
+        # LambdaLR.load_state_dict copies the checkpointed multiplier's state into this run's
+        # (the parent's LR table into a ScheduleLambda): put this schedule's table back.
+        factors = schedule.relative()
+        step = lr_scheduler.last_epoch
+        lr_scheduler.lr_lambdas = [ScheduleLambda(factors) for _ in lr_scheduler.lr_lambdas]
+        for group, base, fn in zip(
+            lr_scheduler.optimizer.param_groups, lr_scheduler.base_lrs, lr_scheduler.lr_lambdas
+        ):
+            group["lr"] = base * fn(step)
+        lr_scheduler._last_lr = [g["lr"] for g in lr_scheduler.optimizer.param_groups]
+
     def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step in self.trainer.lrlaw_save_steps:
+            control.should_save = True
         stop = self.trainer.lrlaw_stop_step
         step = state.global_step - 1
         if state.global_step >= state.max_steps or (stop is not None and step >= stop):
@@ -113,6 +145,7 @@ class ScheduleTrainer(Trainer):
         self.lrlaw_schedule: Schedule | None = None
         self.lrlaw_exact = True
         self.lrlaw_stop_step: int | None = None
+        self.lrlaw_save_steps: frozenset[int] = frozenset()
         self.max_steps_allowed = max_steps_allowed
         self.add_callback(_ScheduleControl(self))
         if schedule is not None:
@@ -132,8 +165,17 @@ class ScheduleTrainer(Trainer):
         self.__dict__.update(state)
         self.create_accelerator_and_postprocess()
 
-    def set_schedule(self, schedule: Schedule | str, stop_step: int | None = None) -> None:
-        """Use ``schedule`` for the next ``train()``; stop after ``stop_step`` (a partial pilot)."""
+    def set_schedule(
+        self,
+        schedule: Schedule | str,
+        stop_step: int | None = None,
+        save_steps: Sequence[int] = (),
+        resumed: bool = False,
+    ) -> None:
+        """Use ``schedule`` for the next ``train()``; stop after ``stop_step`` (a partial
+        pilot); save a checkpoint after each of ``save_steps`` updates (for branches).
+        ``resumed``: the run will resume from another run's checkpoint (a branch): the schedule
+        then runs as a LambdaLR, whatever transformers scheduler would be exact."""
         s = Schedule.parse(schedule) if isinstance(schedule, str) else schedule
         if self.max_steps_allowed is not None and s.total_steps != self.max_steps_allowed:
             raise ScheduleMismatchError(
@@ -142,7 +184,8 @@ class ScheduleTrainer(Trainer):
             )
         self.lrlaw_schedule = s
         self.lrlaw_stop_step = None if stop_step is None else int(stop_step)
-        self.lrlaw_exact = apply_schedule(self.args, s)
+        self.lrlaw_save_steps = frozenset(int(k) for k in save_steps)
+        self.lrlaw_exact = apply_schedule(self.args, s) and not resumed
         self.lr_scheduler = None
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
@@ -158,7 +201,11 @@ class ScheduleTrainer(Trainer):
             trial = dict(trial)
             text = trial.pop("schedule")
             stop = trial.pop("lrlaw_stop_step", None)
-            self.set_schedule(text, stop)
+            saves = trial.pop(SAVE_KEY, ())
+            path = branch_checkpoint(trial.pop(BRANCH_KEY, None))
+            if resume_from_checkpoint is None and path is not None:
+                resume_from_checkpoint = path
+            self.set_schedule(text, stop, saves, resumed=resume_from_checkpoint is not None)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
 
     def _report_to_hp_search(self, trial, step, metrics):
@@ -183,6 +230,23 @@ class TuneReportCallback(TrainerCallback):
         self.extra = tuple(extra)
         self._previous_log = 0
         self.reported: list[tuple[int, float]] = []
+        self.checkpoints: list[tuple[int, str]] = []
+        self._last: dict[str, Any] | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._previous_log = state.global_step  # a resumed run's first window starts there
+
+    def on_save(self, args, state, control, **kwargs):
+        """A checkpoint the Trainer wrote: every later report lists it (``CHECKPOINTS_KEY``),
+        and the last point is reported again at once, so a search learns of it now."""
+        if not state.is_world_process_zero:
+            return
+        path = os.path.join(args.output_dir, f"{CHECKPOINT_PREFIX}-{state.global_step}")
+        if not os.path.isdir(path):
+            return
+        self.checkpoints.append((state.global_step, os.path.abspath(path)))
+        if self._last is not None:
+            self._report(dict(self._last), {})
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if not state.is_world_process_zero:
@@ -209,7 +273,11 @@ class TuneReportCallback(TrainerCallback):
         for key in self.extra:
             if key in source and key not in result:
                 result[key] = source[key]
-        self.reported.append((result["step"], result[self.metric]))
+        if self.checkpoints:
+            result[CHECKPOINTS_KEY] = encode_checkpoints(self.checkpoints)
+        if self._last is None or self._last["step"] != result["step"]:
+            self.reported.append((result["step"], result[self.metric]))
+        self._last = result
         tune.report(result)
 
 
@@ -313,6 +381,26 @@ def hf_trainable(
         data_collator=data_collator,
         callbacks=cbs,
     )
-    trainer.set_schedule(schedule, config.get("lrlaw_stop_step"))
+    resume = branch_checkpoint(config.get(BRANCH_KEY))
+    trainer.set_schedule(
+        schedule, config.get("lrlaw_stop_step"), config.get(SAVE_KEY, ()), resume is not None
+    )
     os.makedirs(args.output_dir, exist_ok=True)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
+
+
+def branch_checkpoint(branch: Mapping[str, Any] | None) -> str | None:
+    """The checkpoint folder a branch resumes from (``config["lrlaw_branch"]``), or None to run
+    from step 0: no branch, or its checkpoint is not readable here (another node's disk)."""
+    if not branch:
+        return None
+    path = str(branch.get("checkpoint", ""))
+    if path and os.path.isdir(path):
+        return path
+    logger.warning(
+        "trial cannot branch from %s's checkpoint %r (not a folder on this machine): it runs "
+        "from step 0 and the search counts the whole run",
+        branch.get("trial_id"),
+        path,
+    )
+    return None

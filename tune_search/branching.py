@@ -1,0 +1,118 @@
+"""Cooldowns branched from a checkpoint: a schedule whose LRs equal an earlier trial's for its
+first k updates resumes from that trial's checkpoint after update k and pays only for the rest,
+as the WSD literature trains its cooldowns (and as the bundled lr-scheduling runs were made).
+
+The protocol between the searcher and a trainable, in the trial's config and reports:
+
+* ``config[SAVE_KEY]``: the update counts k (a Trainer's ``global_step``) after which the trial
+  saves a resumable checkpoint;
+* each report then carries ``result[CHECKPOINTS_KEY]``: JSON ``[[k, "where"], ...]`` of the
+  checkpoints saved so far (every report carries all of them, so that none is lost between
+  reports);
+* ``config[BRANCH_KEY]``: ``{"trial_id": parent, "step": k, "checkpoint": where}``: resume from
+  that checkpoint and report the steps from k on. A trainable that cannot (the checkpoint is
+  on another node) runs from step 0; the searcher sees it and counts the whole run.
+
+Compute is counted honestly: a branched trial costs the updates it ran, ``total_steps - k``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from hf_lrlaw.schedules import Schedule
+
+__all__ = [
+    "BRANCH_KEY",
+    "CHECKPOINTS_KEY",
+    "MIN_BRANCH_FRACTION",
+    "SAVE_KEY",
+    "decode_checkpoints",
+    "encode_checkpoints",
+    "save_steps",
+    "shared_steps",
+    "world_reports",
+]
+
+SAVE_KEY = "lrlaw_save_steps"
+BRANCH_KEY = "lrlaw_branch"
+CHECKPOINTS_KEY = "lrlaw_checkpoints"
+# A branch must save at least this fraction of the child's run to be worth a checkpoint.
+MIN_BRANCH_FRACTION = 0.1
+
+
+def shared_steps(a: Schedule, b: Schedule) -> int:
+    """How many leading updates ``a`` and ``b`` run at the same LR (relative 1e-9): a trial of
+    ``b`` may resume from a checkpoint of ``a`` saved after at most this many updates."""
+    if a.peak_lr != b.peak_lr or a.warmup_steps != b.warmup_steps:
+        return 0
+    x, y = a.lrs(), b.lrs()
+    n = min(len(x), len(y))
+    same = np.isclose(x[:n], y[:n], rtol=1e-9, atol=0.0)
+    return n if same.all() else int(np.argmin(same))
+
+
+def save_steps(
+    parent: Schedule,
+    candidates: Iterable[Schedule],
+    runs_to: int | None = None,
+    limit: int = 16,
+    min_fraction: float = MIN_BRANCH_FRACTION,
+) -> list[int]:
+    """Where a trial of ``parent`` should save checkpoints so that ``candidates`` can branch from
+    it: the distinct points where each one's LRs leave the parent's (at most ``runs_to``, the
+    updates the trial runs), where that saves at least ``min_fraction`` of the candidate's run;
+    thinned to ``limit`` evenly ranked points, the latest always kept (a candidate resumes from
+    the latest checkpoint at or before its own point)."""
+    end = parent.total_steps if runs_to is None else min(int(runs_to), parent.total_steps)
+    points = set()
+    for c in candidates:
+        k = min(shared_steps(parent, c), end)
+        if k >= min_fraction * c.total_steps and k > parent.warmup_steps:
+            points.add(k)
+    found = sorted(points)
+    if len(found) > limit:
+        keep = np.unique(np.round(np.linspace(0, len(found) - 1, limit)).astype(int))
+        found = [found[i] for i in keep]
+    return found
+
+
+def encode_checkpoints(saved: Sequence[tuple[int, str]]) -> str:
+    """The report value of ``[(k, where), ...]``."""
+    return json.dumps([[int(k), str(w)] for k, w in saved])
+
+
+def decode_checkpoints(value: Any) -> list[tuple[int, str]]:
+    """``[(k, where), ...]`` from a report value; [] for anything else (a bad value is no
+    checkpoint, never an error in the search)."""
+    try:
+        items = json.loads(value) if isinstance(value, str) else value
+        return [(int(k), str(w)) for k, w in items if int(k) >= 1 and str(w)]
+    except (TypeError, ValueError):
+        return []
+
+
+def world_reports(
+    steps: np.ndarray,
+    losses: np.ndarray,
+    metric: str,
+    config: dict[str, Any],
+    checkpoint_name: Any,
+) -> Iterator[dict[str, Any]]:
+    """What a trial of a simulated or replay world reports for ``(steps, losses)``: one result
+    per logged step up to ``config["lrlaw_stop_step"]``, each listing the checkpoints saved so
+    far at ``config[SAVE_KEY]`` (named by ``checkpoint_name(k)``)."""
+    stop = config.get("lrlaw_stop_step")
+    saves = sorted(int(k) for k in config.get(SAVE_KEY, ()))
+    for s, loss in zip(steps.tolist(), losses.tolist()):
+        result: dict[str, Any] = {"step": int(s), metric: float(loss)}
+        saved = [(k, checkpoint_name(k)) for k in saves if k <= s + 1]
+        if saved:
+            result[CHECKPOINTS_KEY] = encode_checkpoints(saved)
+        yield result
+        if stop is not None and s >= stop:
+            break
