@@ -135,6 +135,11 @@ def test_demo_quick(tmp_path):
     assert "## Setup" in report and "## Recommended schedule" in report
     n_candidates = int(re.search(r"Search: ([\d,]+) candidates", report).group(1).replace(",", ""))
     assert n_candidates >= 1000
+    # the repeated pilot measures the run-to-run noise; the cooldown pilot branched from the
+    # constant run's checkpoint and paid only for its decay
+    assert "Run-to-run noise: `constant(" in report and "finished 2 times" in report
+    assert re.search(r"\| pilot \| finished \| \d+ \(\d+\.\.60 from \w+\)", report), report
+    assert "Search finished because:" in report and "full runs (a full grid:" in report
     rec = json.loads((tmp_path / "demo/recommended.json").read_text())
     assert rec["schedule"] and "hf" in rec
     assert (tmp_path / "demo/report.png").stat().st_size > 0

@@ -18,6 +18,7 @@ Compute is counted honestly: a branched trial costs the updates it ran, ``total_
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -45,9 +46,11 @@ CHECKPOINTS_KEY = "lrlaw_checkpoints"
 MIN_BRANCH_FRACTION = 0.1
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def shared_steps(a: Schedule, b: Schedule) -> int:
     """How many leading updates ``a`` and ``b`` run at the same LR (relative 1e-9): a trial of
-    ``b`` may resume from a checkpoint of ``a`` saved after at most this many updates."""
+    ``b`` may resume from a checkpoint of ``a`` saved after at most this many updates (cached:
+    a search asks it for the same pairs at every suggestion)."""
     if a.peak_lr != b.peak_lr or a.warmup_steps != b.warmup_steps:
         return 0
     x, y = a.lrs(), b.lrs()

@@ -8,7 +8,10 @@ share the law's uncertainty, so their difference is judged, not two separate int
 best untried candidate runs in full (preferring one from a family of schedules that has no run
 yet), the law is refitted as results arrive, and the searcher returns FINISHED when ``top_k``
 candidates ran in full or when no remaining candidate can beat the best beyond the law's
-uncertainty. The recommendation is the finished run with the lowest actual final loss.
+uncertainty (or before ``max_compute`` would be passed). Each trial saves checkpoints where
+untried candidates' LRs leave its own; a WSD cooldown then resumes from the latest such
+checkpoint and pays only for its decay (:mod:`tune_search.branching`). The recommendation is
+the finished run with the lowest actual final loss.
 
 The decisions are made by a Ray-free :class:`~tune_search.policy.SearchPolicy`; this class is
 the ``ray.tune.search.Searcher`` adapter over it, as Ray's ``OptunaSearch`` is over a study.
