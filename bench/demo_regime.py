@@ -66,28 +66,14 @@ def schedules(a):
 def train_one(a, text, out_dir, seed=0, save=(), resume=None):
     """One run; returns {"schedule", "seed", "steps", "losses", "branch"}."""
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel, TrainerCallback, TrainingArguments
+    from transformers import GPT2LMHeadModel, TrainerCallback, TrainingArguments
 
-    from tune_search.demo import ByteBlocks, shakespeare
+    from tune_search.demo import gpt2_config, text_blocks
     from tune_search.trainable import ScheduleTrainer
 
     torch.set_num_threads(1)
-    data = shakespeare()
-    cut = int(len(data) * 0.95)
-    train = ByteBlocks(data[:cut], a.seq)
-    val = ByteBlocks(data[cut:], a.seq, limit=min(a.eval_blocks, (len(data) - cut - 1) // a.seq))
-    config = GPT2Config(
-        n_layer=a.layers,
-        n_embd=a.embd,
-        n_head=a.heads,
-        vocab_size=256,
-        n_positions=a.seq,
-        bos_token_id=0,
-        eos_token_id=0,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-    )
+    train, val = text_blocks(a.seq, a.eval_blocks)
+    config = gpt2_config(a.layers, a.embd, a.heads, a.seq)
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(config)
     points: list[tuple[int, float]] = []

@@ -256,14 +256,18 @@ def test_a_pilot_waits_for_the_checkpoint_it_branches_from_and_a_repeat_measures
     world, space, pilot = _wsd_world()
     p, t, w = world.peak_lr, world.total_steps, world.warmup_steps
     cooldown = Schedule.wsd(p, t, warmup_steps=w, decay_fraction=0.2)
-    searcher = LRLawSearcher(
-        space,
-        metric="loss",
-        pilots=[pilot, (pilot, {"trial_seed": 7}), cooldown],
-        pilot_steps=None,
-        top_k=1,
-        law_options=world.fit_options("momentum"),
-    )
+
+    def searcher_with_a_repeat_and_a_branched_pilot():
+        return LRLawSearcher(
+            space,
+            metric="loss",
+            pilots=[pilot, (pilot, {"trial_seed": 7}), cooldown],
+            pilot_steps=None,
+            top_k=1,
+            law_options=world.fit_options("momentum"),
+        )
+
+    searcher = searcher_with_a_repeat_and_a_branched_pilot()
     first, second = searcher.suggest("a"), searcher.suggest("b")
     assert second["trial_seed"] == 7 and second["schedule"] == first["schedule"]
     k = shared_steps(pilot, cooldown)
@@ -275,14 +279,7 @@ def test_a_pilot_waits_for_the_checkpoint_it_branches_from_and_a_repeat_measures
     third = searcher.suggest("c")
     assert third[BRANCH_KEY] == {"trial_id": "a", "step": k, "checkpoint": "ck"}
 
-    searcher = LRLawSearcher(
-        space,
-        metric="loss",
-        pilots=[pilot, (pilot, {"trial_seed": 7}), cooldown],
-        pilot_steps=None,
-        top_k=1,
-        law_options=world.fit_options("momentum"),
-    )
+    searcher = searcher_with_a_repeat_and_a_branched_pilot()
     drive(world, searcher, None, concurrency=2)
     recs = list(searcher.book.records.values())
     assert [r.role for r in recs[:3]] == ["pilot"] * 3 and recs[2].branch[1] == k

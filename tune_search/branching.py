@@ -32,6 +32,8 @@ __all__ = [
     "CHECKPOINTS_KEY",
     "MIN_BRANCH_FRACTION",
     "SAVE_KEY",
+    "branch_pending",
+    "branch_source",
     "decode_checkpoints",
     "encode_checkpoints",
     "save_steps",
@@ -82,6 +84,42 @@ def save_steps(
         keep = np.unique(np.round(np.linspace(0, len(found) - 1, limit)).astype(int))
         found = [found[i] for i in keep]
     return found
+
+
+def branch_source(records: Iterable[Any], schedule: Schedule) -> tuple[str, int, str] | None:
+    """The latest checkpoint among ``records`` (the search's TrialRecords) of a trial that ran
+    ``schedule``'s LRs up to it: (trial id, updates, where); None when none saves at least
+    MIN_BRANCH_FRACTION of the run. Errored and diverged trials are no parents."""
+    best: tuple[str, int, str] | None = None
+    for rec in records:
+        if not rec.checkpoints or rec.status in ("error", "diverged"):
+            continue
+        limit = shared_steps(Schedule.parse(rec.schedule), schedule)
+        for k, where in rec.checkpoints.items():
+            if (
+                k <= limit
+                and MIN_BRANCH_FRACTION * schedule.total_steps <= k < schedule.total_steps
+                and (best is None or k > best[1])
+            ):
+                best = (rec.trial_id, k, where)
+    return best
+
+
+def branch_pending(records: Iterable[Any], schedule: Schedule) -> bool:
+    """Whether a running trial among ``records`` plans a checkpoint (``rec.planned``) that
+    ``schedule`` could branch from, later than any it can branch from now: wait for it."""
+    records = list(records)
+    planned = 0
+    for rec in records:
+        if rec.completed or rec.status in ("error", "diverged") or not rec.planned:
+            continue
+        limit = min(shared_steps(Schedule.parse(rec.schedule), schedule), schedule.total_steps - 1)
+        useful = [
+            k for k in rec.planned if MIN_BRANCH_FRACTION * schedule.total_steps <= k <= limit
+        ]
+        planned = max([planned, *useful])
+    now = branch_source(records, schedule)
+    return planned > (now[1] if now else 0)
 
 
 def encode_checkpoints(saved: Sequence[tuple[int, str]]) -> str:

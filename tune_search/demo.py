@@ -24,6 +24,7 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local Ray needs no token
 
@@ -69,6 +70,32 @@ class ByteBlocks:
 
         x = torch.from_numpy(self.data[i * self.seq : (i + 1) * self.seq].astype(np.int64))
         return {"input_ids": x, "labels": x.clone()}
+
+
+def text_blocks(seq: int, eval_blocks: int) -> tuple[ByteBlocks, ByteBlocks]:
+    """The demo's data: 95% of the text to train on, ``eval_blocks`` held-out blocks after it."""
+    text = shakespeare()
+    cut = int(len(text) * 0.95)
+    held_out = min(eval_blocks, (len(text) - cut - 1) // seq)
+    return ByteBlocks(text[:cut], seq), ByteBlocks(text[cut:], seq, limit=held_out)
+
+
+def gpt2_config(layers: int, embd: int, heads: int, seq: int) -> Any:
+    """The demo's GPT-2 over bytes (vocabulary 256), no dropout."""
+    from transformers import GPT2Config
+
+    return GPT2Config(
+        n_layer=layers,
+        n_embd=embd,
+        n_head=heads,
+        vocab_size=256,
+        n_positions=seq,
+        bos_token_id=0,
+        eos_token_id=0,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
 
 
 def options(argv: list[str] | None) -> argparse.Namespace:
@@ -125,28 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     say("[1/4] loading the text and building the model")
     import torch
     from ray import tune
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2LMHeadModel
 
     from tune_search.api import search_schedules
 
-    text = shakespeare()
-    cut = int(len(text) * 0.95)
-    train = ByteBlocks(text[:cut], args.seq)
-    val = ByteBlocks(
-        text[cut:], args.seq, limit=min(args.eval_blocks, (len(text) - cut - 1) // args.seq)
-    )
-    config = GPT2Config(
-        n_layer=args.layers,
-        n_embd=args.embd,
-        n_head=args.heads,
-        vocab_size=256,
-        n_positions=args.seq,
-        bos_token_id=0,
-        eos_token_id=0,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-    )
+    train, val = text_blocks(args.seq, args.eval_blocks)
+    config = gpt2_config(args.layers, args.embd, args.heads, args.seq)
 
     def make_model():  # the Trainer seeds torch with its seed= first: a pilot's repeat differs
         return GPT2LMHeadModel(config)
