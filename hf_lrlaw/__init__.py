@@ -3,7 +3,8 @@
 Fit the scaling law with LR annealing (Tissue et al. 2024) or the multi-power law (Luo et al.
 2025) to the first part of one or two runs, predict the loss under any other schedule, and rank
 candidate schedules before paying for full training runs; fitted across runs of several peak
-LRs (``law="lrnoise"``), choose the peak LR with the schedule for a horizon (``optimal_peak_lr``).
+LRs (``law="lrnoise"``), choose the peak LR with the schedule for a horizon (``optimal_peak_lr``); find the law's own
+optimal free-form schedule (``optimize``).
 """
 
 from hf_lrlaw import datasets
@@ -12,6 +13,7 @@ from hf_lrlaw.curves import CurveError, LossCurve, load, read_csv, read_trainer_
 from hf_lrlaw.fit_result import Fit, FitError, GoodnessOfFit
 from hf_lrlaw.fitting import fit
 from hf_lrlaw.laws import LawError, available_laws, get_law
+from hf_lrlaw.optimum import Optimum, optimize
 from hf_lrlaw.peak_lr import PeakLR, optimal_peak_lr, optimal_schedule, time_transfer
 from hf_lrlaw.priors import Prior, PriorError, size_prior
 from hf_lrlaw.ranking import Ranked, Ranking, rank
@@ -25,6 +27,7 @@ __all__ = [
     "GoodnessOfFit",
     "LawError",
     "LossCurve",
+    "Optimum",
     "PeakLR",
     "Prior",
     "PriorError",
@@ -39,6 +42,7 @@ __all__ = [
     "load",
     "optimal_peak_lr",
     "optimal_schedule",
+    "optimize",
     "rank",
     "read_csv",
     "read_trainer_state",

@@ -30,6 +30,7 @@ from matplotlib.patches import Patch
 from hf_lrlaw.curves import LossCurve
 from hf_lrlaw.files import write_atomic
 from hf_lrlaw.fit_result import Fit
+from hf_lrlaw.optimum import Optimum
 from hf_lrlaw.peak_lr import PeakLR
 from hf_lrlaw.ranking import Ranking
 from hf_lrlaw.schedules import Schedule
@@ -37,6 +38,7 @@ from hf_lrlaw.schedules.labels import family_label, labels_without_common, sched
 
 __all__ = [
     "plot_fit",
+    "plot_optimum",
     "plot_predictions_vs_actual",
     "plot_ranking",
     "plot_time_transfer",
@@ -599,3 +601,54 @@ def _limit_to_optima(ax: Any, rows: Sequence[PeakLR]) -> None:
     if len(inside):
         lo, hi = float(inside.min()), float(np.quantile(inside, 0.8))
         ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+
+
+# -- plot_optimum --------------------------------------------------------------------------------
+
+
+def plot_optimum(
+    optimum: Optimum,
+    fit: Fit,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    title: str | None = None,
+) -> Figure:
+    """The law's optimal schedule against the best grid schedule of each family: their LRs over
+    the run, and the loss the law predicts for each over its last half, with the final loss's
+    interval at the end (:func:`hf_lrlaw.optimize`)."""
+    items = [("optimum", optimum.schedule, optimum.predicted, optimum.low, optimum.high)]
+    labels, _ = labels_without_common([r.schedule for r in optimum.grid], 50)
+    items += [
+        (label, r.schedule, r.predicted, r.low, r.high) for label, r in zip(labels, optimum.grid)
+    ]
+    fig = _new_figure(11.0, 4.2)
+    ax_lr, ax_loss = fig.subplots(1, 2)
+    total = optimum.schedule.total_steps
+    steps = np.unique(np.linspace(total // 2, total - 1, 300).astype(int))
+    for j, (label, schedule, mean, low, high) in enumerate(items):
+        style = {"color": "k", "lw": 2.2} if j == 0 else {"color": f"C{j - 1}", "lw": 1.1}
+        lrs = schedule.lrs()
+        ax_lr.plot(np.arange(len(lrs)), lrs, label=f"{label}: {mean:.4f}", **style)
+        ax_loss.plot(steps, fit.predict(schedule, steps), **style)
+        ax_loss.errorbar([total - 1 + 0.01 * j * total], [mean], yerr=[[mean - low], [high - mean]],
+                         fmt="o", ms=3, capsize=2, **style)  # fmt: skip
+    ax_lr.set_xlabel("step")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.legend(fontsize=7, title="predicted final loss", title_fontsize=7.5)
+    ax_lr.grid(alpha=0.3)
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel(f"predicted loss (final: {optimum.level:.0%} interval)")
+    ax_loss.grid(alpha=0.3)
+    finals = [m for _, _, m, _, _ in items]
+    spread = max(max(finals) - min(finals), 1e-4)
+    ax_loss.set_ylim(min(finals) - 1.5 * spread, max(finals) + 4 * spread)
+    gain = (
+        f"; {optimum.gain:+.4f} below the best grid schedule (P {optimum.prob_better:.2f})"
+        if optimum.baseline is not None
+        else ""
+    )
+    ax_lr.set_title(title or f"The {fit.law} law's optimal schedule{gain}", fontsize=9.5)
+    ax_loss.set_title("predicted loss over the second half of the run", fontsize=9)
+    if path is not None:
+        save_figure(fig, path)
+    return fig

@@ -31,7 +31,13 @@ LAYERS: list[tuple[str, ...]] = [
     ("hf_lrlaw._objective",),
     ("hf_lrlaw.fitting",),
     ("hf_lrlaw.ranking",),
-    ("hf_lrlaw.backtest", "hf_lrlaw.evaluation", "hf_lrlaw.peak_lr", "hf_lrlaw.plots"),
+    (
+        "hf_lrlaw.backtest",
+        "hf_lrlaw.evaluation",
+        "hf_lrlaw.optimum",
+        "hf_lrlaw.peak_lr",
+        "hf_lrlaw.plots",
+    ),
     ("hf_lrlaw.callback", "hf_lrlaw.cli", "hf_lrlaw.testing"),  # adapters
     ("hf_lrlaw",),  # the public API: the package's __init__
     ("tune_search",),

@@ -166,6 +166,7 @@ NO_HF = [
     (Schedule.multistep(1e-3, 100), "no multistep scheduler"),
     (Schedule.two_stage(1e-3, 100), "no two_stage scheduler"),
     (Schedule.cyclic(1e-3, 100, warmup_steps=5), "no cyclic scheduler"),
+    (Schedule.piecewise(1e-3, 100, at=[0, 1], ratios=[1, 0]), "no piecewise scheduler"),
     (Schedule.free_form([0.1, 0.2, 0.1]), "no free_form scheduler"),
     (Schedule.wsd(1e-3, 100, decay_shape="exponential", final_ratio=0.1), "exponential"),
     (Schedule.wsd(1e-3, 100, warmup_steps=10, final_ratio=0.1), "warmup_start_ratio=0.1"),
@@ -195,6 +196,7 @@ ALL_KINDS = [
     Schedule.two_stage(1e-3, 80, switch_fraction=0.6, second_ratio=0.2),
     Schedule.inverse_sqrt(1e-3, 80, warmup_steps=8),
     Schedule.cyclic(1e-3, 80, warmup_steps=8, cycles=3, rewarmup_steps=4),
+    Schedule.piecewise(1e-3, 80, warmup_steps=8, at=[0, 0.5, 0.9, 1], ratios=[1, 1, 0.3, 0.01]),
     Schedule.free_form(np.linspace(0.0, 2e-3, 80) ** 0.5, name="sqrt ramp"),
 ]
 
@@ -488,6 +490,11 @@ INVALID = [
     (lambda: Schedule.inverse_sqrt(1e-3, 100, timescale=0), "timescale must be >= 1"),
     (lambda: Schedule.cyclic(1e-3, 100, cycles=0), "cycles must be >= 1"),
     (lambda: Schedule.cyclic(1e-3, 100, cycles=4, rewarmup_steps=25), "leaves no decay"),
+    (lambda: Schedule.piecewise(1e-3, 100, at=[0, 1], ratios=[1]), "as many ratios as knots"),
+    (lambda: Schedule.piecewise(1e-3, 100, at=[0, 0.5, 0.5, 1], ratios=[1] * 4), "increase strictly"),
+    (lambda: Schedule.piecewise(1e-3, 100, at=[0.1, 1], ratios=[1, 0]), "from 0 to 1"),
+    (lambda: Schedule.piecewise(1e-3, 100, at=[0, 1], ratios=[1, 1.5]), "each ratio must be in"),
+    (lambda: Schedule.piecewise(1e-3, 100, at=[0, 1], ratios=[0.5, 0.1]), "start at 1"),
     (lambda: Schedule.free_form([0.1, -0.1]), "negative learning rate -0.1 at step 1"),
     (lambda: Schedule.free_form([0.0, 0.0]), "every learning rate in lrs is zero"),
     (lambda: Schedule.free_form([]), "non-empty"),
@@ -514,6 +521,13 @@ def test_validation_names_the_problem(build, message: str) -> None:
 
 _ratio = st.floats(0.0, 1.0)
 _shape = st.sampled_from(["linear", "cosine", "1-sqrt"])
+
+
+def _knots(draw: st.DrawFn) -> dict[str, list[float]]:
+    inner = sorted(set(draw(st.lists(st.floats(0.001, 0.999), max_size=6))))
+    ratios = draw(st.lists(_ratio, min_size=len(inner) + 2, max_size=len(inner) + 2))
+    ratios[0] = 1.0
+    return {"at": [0.0, *inner, 1.0], "ratios": ratios}
 
 
 @st.composite
@@ -555,6 +569,7 @@ def schedules(draw: st.DrawFn) -> Schedule:
             "min_ratio": draw(_ratio),
             "rewarmup_steps": draw(st.none() | st.integers(0, 50)),
         },
+        "piecewise": _knots(draw),
     }[kind]
     try:
         return Schedule.make(kind, **common, **params)

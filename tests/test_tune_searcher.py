@@ -466,3 +466,31 @@ def test_calibrated_intervals_cover_a_law_wrong_by_3_percent_once_it_missed(tmp_
     report = (tmp_path / "report.md").read_text()
     assert "## The law's misses" in report and "| no / no |" in report and "| no / yes |" in report
     assert json.loads((tmp_path / "recommended.json").read_text())["calibration"]["runs"] == 3
+
+
+def test_optimized_search_runs_the_laws_own_optimum_for_real(tmp_path):
+    # a multi-power world: its optimum is a WSD-like free-form curve no grid candidate is
+    world, _ = _world("multipower", 0)
+    space = _small_space(world)
+    searcher = LRLawSearcher(space, metric="loss", law="multipower", top_k=3, optimized=True,
+                             law_options=world.fit_options("multipower"))  # fmt: skip
+    result = drive(world, searcher, concurrency=1)
+    ran = [t for t in result.trials if Schedule.parse(t["schedule"]).kind == "piecewise"]
+    assert len(ran) == 1, [t["schedule"] for t in result.trials]
+    optimum = Schedule.parse(ran[0]["schedule"])
+    assert (optimum.total_steps, optimum.warmup_steps) == (world.total_steps, world.warmup_steps)
+    assert ran[0]["full"]
+    assert any("optimum joins the candidates" in line for line in searcher.policy.log)
+    record = next(r for r in searcher.policy.book.records.values() if r.schedule == str(optimum))
+    low, high = record.predicted[1], record.predicted[2]
+    assert low < record.predicted[0] < high  # predicted before it ran, like any candidate
+    truth = world.true_final(space + [optimum])
+    rec = searcher.recommendation()
+    assert world.true_final(rec["text"])[0] <= truth.min() * 1.003  # within the world's noise
+    # a restored search keeps the optimum it ran instead of refitting a near-duplicate
+    state = tmp_path / "state.pkl"
+    searcher.save(str(state))
+    again = LRLawSearcher(space, metric="loss", law="multipower", optimized=True,
+                          law_options=world.fit_options("multipower"))  # fmt: skip
+    again.restore(str(state))
+    assert again.policy.optima.texts == [str(optimum)]

@@ -87,6 +87,7 @@ def search_schedules(
     stopper: bool = True,
     branch: bool = True,
     max_compute: float | None = None,
+    optimized: bool = False,
     trainable: Callable[[dict[str, Any]], None] | None = None,
     max_concurrent_trials: int | None = None,
     resources_per_trial: Mapping[str, float] | None = None,
@@ -110,7 +111,7 @@ def search_schedules(
             with the default kinds (several hundred candidates).
         metric: "eval_loss" or "loss" (train loss), or what ``trainable`` reports.
         law, law_options, pilots, pilot_steps, top_k, prior_fit, margin, fit_kwargs, branch,
-            max_compute: see :class:`~tune_search.LRLawSearcher` (``branch``: cooldowns resume
+            max_compute, optimized: see :class:`~tune_search.LRLawSearcher` (``branch``: cooldowns resume
             from a checkpoint of a trial with the same LRs so far; the checkpoints are written
             under each trial's Tune folder).
         stopper: attach :class:`~tune_search.LRLawStopper` (it also ends partial pilots).
@@ -171,6 +172,7 @@ def search_schedules(
             fit_kwargs=fit_kwargs,
             branch=branch,
             max_compute=max_compute,
+            optimized=optimized,
         )
 
     searcher = make_searcher()

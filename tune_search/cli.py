@@ -115,6 +115,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="a saved Fit or the callback's record.json: rank before any pilot",
     )
     se.add_argument("--margin", type=float, default=0.0)
+    se.add_argument(
+        "--optimized",
+        action="store_true",
+        help="add the law's own optimal schedule (lrlaw optimize) to the candidates",
+    )
     se.add_argument("--no-stopper", action="store_true", help="do not stop losing trials early")
     se.add_argument(
         "--max-steps",
@@ -161,6 +166,11 @@ def _run(args: argparse.Namespace) -> int:
     chosen = [x for x in (args.setup, args.trainable, args.simulate, args.replay) if x]
     if len(chosen) != 1:
         raise CliError("give exactly one of --setup, --trainable, --simulate, --replay")
+    if args.replay and args.optimized:
+        raise CliError(
+            "--optimized adds a schedule no replayed run has: it needs trials that train "
+            "(--setup, --trainable or --simulate), not --replay"
+        )
     kwargs: dict[str, Any] = {}
     metric = args.metric
     law_options = {"lam": args.lam} if args.lam is not None else None
@@ -256,6 +266,7 @@ def _run(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         prior_fit=args.prior,
         margin=args.margin,
+        optimized=args.optimized,
         stopper=not args.no_stopper,
         max_concurrent_trials=args.max_concurrent,
         resources_per_trial=resources,

@@ -34,6 +34,7 @@ from tune_search.branching import (
     save_steps,
 )
 from tune_search.inputs import candidates_of, check_arguments, load_prior_fit, pilot_items
+from tune_search.optima import LawOptima
 from tune_search.records import (
     CANDIDATE_ROLES,
     DIVERGED,
@@ -112,6 +113,7 @@ class SearchPolicy:
         branch: bool = True,
         max_checkpoints: int = 16,
         max_compute: float | None = None,
+        optimized: bool = False,
     ) -> None:
         candidates, self.space_description, default_pilots = candidates_of(space, max_steps)
         several = several_peak_lrs(candidates)
@@ -147,6 +149,7 @@ class SearchPolicy:
         self.branch = bool(branch)
         self.max_checkpoints = int(max_checkpoints)
         self.max_compute = None if max_compute is None else float(max_compute)
+        self.optima = LawOptima() if optimized else None
 
         self.fit_kwargs = dict(fit_kwargs or {})
         if (
@@ -313,6 +316,7 @@ class SearchPolicy:
             "log": self._log,
             "top_k": self.top_k,
             "law": self.law,
+            "optima": self.optima.texts if self.optima else [],
         }
 
     def set_state(self, state: Mapping[str, Any]) -> None:
@@ -335,6 +339,8 @@ class SearchPolicy:
         if self._prior is not None:
             self.book.fit_kwargs["prior"] = self._prior
         self._log = list(state.get("log", []))
+        if self.optima is not None:
+            self.optima = LawOptima(state.get("optima", []))
         self._ranking, self._ranking_fit = None, None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -385,6 +391,9 @@ class SearchPolicy:
             return None
         try:
             with numpy_blas_single_thread():
+                if self.optima is not None:
+                    found = self.optima.current(fit, viable, self.book.tried(), self.note)
+                    viable += [s for s in found if str(s) not in failed]
                 self._ranking = rank(fit, viable, level=self.level, seed=self.seed, noise=False)
         except (FitError, ValueError, FloatingPointError) as exc:
             self.note(f"ranking failed: {exc}")
@@ -482,7 +491,7 @@ class SearchPolicy:
         ranking = self.ranking()  # refits first, so that smoothing uses the latest fit
         # a pilot that ran a whole schedule of a candidate horizon is a schedule to use too
         horizons = {c.total_steps for c in self._candidates}
-        usable = set(self._texts) | {
+        usable = set(self._texts) | set(self.optima.texts if self.optima else ()) | {
             t for t in self._pilots if schedule_of(t).total_steps in horizons
         }
         found = self.book.best_finished(allowed=usable) or self.book.best_finished()

@@ -133,6 +133,10 @@ class LRLawSearcher(Searcher):
         max_compute: a cap on the whole search's compute in full runs of the longest
             candidate (pilots and running trials' remaining steps included): no candidate is
             started that would pass it. None: no cap but ``top_k`` and ``max_trials``.
+        optimized: add the law's own optimal schedule (:func:`hf_lrlaw.optimize`, a
+            piecewise-linear schedule) at each horizon of the space to the candidates, refitted
+            with the law until it has run (:mod:`tune_search.optima`); it runs for real when
+            it ranks best, like any candidate.
     """
 
     def __init__(
@@ -158,6 +162,7 @@ class LRLawSearcher(Searcher):
         branch: bool = True,
         max_checkpoints: int = 16,
         max_compute: float | None = None,
+        optimized: bool = False,
     ) -> None:
         if mode not in (None, "min"):
             raise ValueError(f"LRLawSearcher minimises a loss: mode must be 'min', got {mode!r}")
@@ -182,6 +187,7 @@ class LRLawSearcher(Searcher):
             branch=branch,
             max_checkpoints=max_checkpoints,
             max_compute=max_compute,
+            optimized=optimized,
         )
         self._num_samples_warned = False
 

@@ -36,6 +36,7 @@ __all__ = [
     "cmd_datasets",
     "cmd_evaluate",
     "cmd_fit",
+    "cmd_optimize",
     "cmd_plot",
     "cmd_peak_lr",
     "cmd_predict",
@@ -520,5 +521,48 @@ def cmd_peak_lr(args: argparse.Namespace) -> int:
         from hf_lrlaw.plots import plot_time_transfer
 
         plot_time_transfer(found, plot_out)
+        print(f"wrote {plot_out}")
+    return 0
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from hf_lrlaw.optimum import optimize
+
+    out = check_out(args.output, (".json",), "-o", _inputs(args, args.fit))
+    plot_out = check_out(args.plot, (".png", ".pdf", ".svg"), "--plot", _inputs(args, args.fit))
+    fit = load_fit(args.fit)
+    peak: float | tuple[float, float] | None = None
+    if args.peak_lr is not None:
+        try:
+            values = [float(v) for v in args.peak_lr.split(",")]
+        except ValueError:
+            values = []
+        if len(values) not in (1, 2):
+            raise UsageError(f"--peak-lr takes LR or LOW,HIGH, got {args.peak_lr!r}")
+        peak = values[0] if len(values) == 1 else (values[0], values[1])
+    found = optimize(
+        fit,
+        total_steps=args.total_steps,
+        peak_lr=peak,
+        warmup_steps=args.warmup_steps,
+        final_lr=args.final_lr,
+        monotone=not args.no_monotone,
+        knots=args.knots,
+        level=args.level,
+    )
+    print(f"{fit.law} law:")
+    print(found.summary())
+    from hf_lrlaw.schedules.labels import schedule_label
+
+    print("the best grid schedule of each family (predicted, above the optimum by):")
+    for r in found.grid:
+        print(f"  {r.predicted:.4f}  {r.predicted - found.predicted:+.4f}  {schedule_label(r.schedule)}")
+    if out is not None:
+        write_atomic(out, json_text({"law": fit.law, **found.to_dict()}, indent=1))
+        print(f"wrote {out}")
+    if plot_out is not None:
+        from hf_lrlaw.plots import plot_optimum
+
+        plot_optimum(found, fit, plot_out)
         print(f"wrote {plot_out}")
     return 0

@@ -334,6 +334,40 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     p.set_defaults(func=commands.cmd_peak_lr)
 
+    p = sub.add_parser(
+        "optimize",
+        help="the law's own optimal schedule (free-form, saved as knots)",
+        description=_wrap(
+            "The LR curve after warmup that minimises the fit's predicted final loss (Luo et "
+            "al. 2025), kept non-increasing and above --final-lr, compared with the best of a "
+            "grid of WSD, cosine and linear schedules. Writes a JSON whose 'schedule' is the "
+            "schedule's text (a piecewise-linear schedule of a few dozen knots), as "
+            "recommended.json: examples/finetune_with_recommended.py --recommended FILE trains "
+            "with it. Length, peak LR and warmup default to the fitted runs'."
+        ),
+        formatter_class=fmt,
+    )
+    p.add_argument("fit", metavar="FIT.json")
+    p.add_argument("--total-steps", type=positive_int, help="length of the run")
+    p.add_argument(
+        "--peak-lr",
+        metavar="LR|LOW,HIGH",
+        help="the peak LR, or a range searched with it (only a law fitted across peak LRs, "
+        "--law lrnoise, can choose it)",
+    )
+    p.add_argument("--warmup-steps", type=int, metavar="STEPS", help="warmup steps (kept)")
+    p.add_argument(
+        "--final-lr", type=float, metavar="LR", help="the lowest LR (default: 0.1%% of the peak)"
+    )
+    p.add_argument(
+        "--no-monotone", action="store_true", help="let the LR rise again after warmup"
+    )
+    p.add_argument("--knots", type=positive_int, default=48, help="knots of the curve (48)")
+    p.add_argument("--level", type=level, default=0.9, help="interval probability (0.9)")
+    p.add_argument("-o", "--output", metavar="SCHEDULE.json", help="write the optimum")
+    p.add_argument("--plot", metavar="FIG.png", help="the optimum against the grid's best")
+    p.set_defaults(func=commands.cmd_optimize)
+
     p = sub.add_parser("datasets", help="list the bundled public loss curves")
     p.add_argument("name", nargs="?", help="list the curves of this data set")
     p.set_defaults(func=commands.cmd_datasets)

@@ -21,6 +21,7 @@ from hf_lrlaw.schedules.shapes import (
     linear_curve,
     milestone_steps,
     multistep_curve,
+    piecewise_curve,
     two_stage_curve,
     wsd_curve,
     wsd_decay_steps,
@@ -146,6 +147,27 @@ def _check_cyclic(s: Schedule, p: dict[str, Any]) -> None:
         )
 
 
+def _check_piecewise(s: Schedule, p: dict[str, Any]) -> None:
+    at, ratios = p["at"], p["ratios"]
+    if len(at) != len(ratios) or len(at) < 2:
+        raise ScheduleError(
+            f"piecewise needs as many ratios as knots, two or more; got {len(at)} knots (at) "
+            f"and {len(ratios)} ratios"
+        )
+    if at[0] != 0.0 or at[-1] != 1.0 or any(b <= a for a, b in zip(at, at[1:])):
+        raise ScheduleError(
+            "piecewise knots (at) must increase strictly from 0 to 1 (fractions of the steps "
+            f"after warmup), got {short(list(at))}"
+        )
+    for r in ratios:
+        _in_range("each ratio", r, 0.0, 1.0)
+    if ratios[0] != 1.0:
+        raise ScheduleError(
+            f"piecewise ratios are multipliers of peak_lr and start at 1 (the LR after warmup "
+            f"is the peak, as in every schedule), got a first ratio of {ratios[0]!r}"
+        )
+
+
 def _check_free_form(s: Schedule, p: dict[str, Any]) -> None:
     lrs = p["lrs"]
     if s.warmup_steps or s.warmup_shape != "linear" or s.warmup_start_ratio:
@@ -193,6 +215,9 @@ KIND_SPECS: dict[str, Kind] = {
         cyclic_curve,
         _check_cyclic,
     ),
+    "piecewise": Kind(
+        (Param("at", "floats"), Param("ratios", "floats")), piecewise_curve, _check_piecewise
+    ),
     "free_form": Kind((Param("lrs", "array"), Param("name", "text", None)), None, _check_free_form),
 }
 KINDS: tuple[str, ...] = tuple(KIND_SPECS)
@@ -204,6 +229,8 @@ _ALIASES = {
     "twostage": "two_stage",
     "inverse_square_root": "inverse_sqrt",
     "freeform": "free_form",
+    "piecewise_linear": "piecewise",
+    "knots": "piecewise",
     "cosine_cyclic": "cyclic",
 }
 

@@ -30,6 +30,7 @@ _ABBREV = {
     "min_ratio": "min",
     "rewarmup_steps": "rewarm",
     "name": "",
+    "knots": "knots",
 }
 _COMMON_DEFAULTS = {"warmup_shape": "linear", "warmup_start_ratio": 0.0}
 
@@ -58,6 +59,9 @@ def _fields(s: Schedule) -> list[tuple[str, str]]:
         value = getattr(s, key)
         if value != default:
             out.append((key, _num(value)))
+    if s.kind == "piecewise":  # dozens of knots: their number and the last ratio say enough
+        ratios = s.param("ratios")
+        return [*out, ("knots", str(len(ratios))), ("final_ratio", _num(ratios[-1]))]
     for key, value in s.param_items:
         if value is not None:
             out.append((key, _num(value)))

@@ -227,6 +227,29 @@ class Schedule:
         )
 
     @classmethod
+    def piecewise(
+        cls,
+        peak_lr: float,
+        total_steps: int,
+        *,
+        at: Iterable[float],
+        ratios: Iterable[float],
+        **warmup: Unpack[Warmup],
+    ) -> Schedule:
+        """Straight lines through knots after warmup: ``ratios[j] * peak_lr`` at fraction
+        ``at[j]`` of the steps after warmup (0 = the first update after warmup, 1 = the last;
+        ``ratios[0]`` is 1); what :func:`hf_lrlaw.optimize` returns, a few dozen numbers
+        instead of an array."""
+        return cls.make(
+            "piecewise",
+            peak_lr=peak_lr,
+            total_steps=total_steps,
+            at=tuple(at),
+            ratios=tuple(ratios),
+            **warmup,
+        )
+
+    @classmethod
     def free_form(cls, lrs: Iterable[float] | np.ndarray, name: str | None = None) -> Schedule:
         """Any per-step LR array (peak_lr is its maximum, total_steps its length)."""
         return cls.make("free_form", lrs=lrs, name=name)

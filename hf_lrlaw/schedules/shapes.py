@@ -21,6 +21,7 @@ __all__ = [
     "linear_curve",
     "milestone_steps",
     "multistep_curve",
+    "piecewise_curve",
     "two_stage_curve",
     "warmup_ramp",
     "wsd_curve",
@@ -149,6 +150,21 @@ def cyclic_curve(
     progress = (pos - rewarm) / np.maximum(length - rewarm, 1)
     down = 0.5 * (1.0 + np.cos(np.pi * progress)) * (1.0 - min_ratio) + min_ratio
     return np.where(pos < rewarm, up, down)
+
+
+def piecewise_curve(
+    steps: np.ndarray,
+    total_steps: int,
+    warmup_steps: int,
+    *,
+    at: tuple[float, ...],
+    ratios: tuple[float, ...],
+) -> np.ndarray:
+    """Straight lines between knots: ``ratios[j]`` at progress ``at[j]`` of the steps after
+    warmup, ``progress = (s - W) / (T - 1 - W)``, so the first update after warmup takes
+    ``ratios[0]`` and the last update ``ratios[-1]`` (what an optimised schedule is saved as)."""
+    progress = (steps - warmup_steps) / max(1, total_steps - 1 - warmup_steps)
+    return np.interp(progress, np.asarray(at), np.asarray(ratios))
 
 
 def wsd_decay_steps(total_steps: int, decay_fraction: float) -> int:
