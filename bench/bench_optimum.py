@@ -96,7 +96,7 @@ def _figure(shapes, out: str) -> None:
     fig = _new_figure(4.0 * len(sizes), 3.4)
     axes = fig.subplots(1, len(sizes), sharey=True)
     for ax, size in zip(np.atleast_1d(axes), sizes):
-        for j, ((s, law), (opt, _)) in enumerate(sorted(shapes.items())):
+        for (s, law), (opt, _) in sorted(shapes.items()):
             if s != size:
                 continue
             lrs = opt.schedule.lrs() / opt.schedule.peak_lr

@@ -2,10 +2,16 @@
 
 Fit: each law fitted jointly on cosine_24000 + constant_24000 + wsdcon_9 of each multipowerlaw
 size (targets on 2 cores: momentum < 1 s, multipower < 10 s); best of --repeat runs.
-Throughput: final loss (with its interval) of N WSD/cosine schedules of 24,000 steps, scored by
-Fit.predict_final (target >= 2,000 schedules/s for momentum).
+Throughput at 24,000 steps, in one run: the final loss with its interval (Fit.predict_final)
+and rank() (with 400 joint draws) of a realistic grid (4 peak LRs x WSD 34 lengths x 4 shapes
+x 8 final LRs + cosine + linear, 4,384 schedules: shapes shared between candidates) and of a
+random set (WSD/cosine with random lengths and final LRs: every decay its own shape), each
+scored from the schedules' pieces (the fast path) and from their per-step LR arrays (the path
+before it, and still the one of kinds without pieces); then how the fast path's cost grows with
+the candidates and the steps. Targets (2 cores): final loss >= 20,000/s (momentum) and >= 2,000/s
+(multi-power), rank() >= 5,000/s (momentum).
 
-Run: python bench/bench_speed.py [--repeat 3] [--schedules 4000]
+Run: python bench/bench_speed.py [--repeat 3] [--schedules 4000] [--no-fits]
 """
 
 from __future__ import annotations
@@ -54,8 +60,83 @@ def main() -> None:
     )
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--schedules", type=int, default=4000)
+    ap.add_argument("--no-fits", action="store_true", help="throughput only")
     args = ap.parse_args()
     print(f"# bench_speed — {machine()}")
+    if not args.no_fits:
+        fit_times(args)
+    throughput(args)
+
+
+def grid(total: int = 24000, warmup: int = 2160) -> list[Schedule]:
+    out = []
+    for peak in (1e-4, 2e-4, 3e-4, 5e-4):
+        for f in np.round(np.linspace(0.05, 0.6, 34), 4):
+            for shape in ("linear", "cosine", "1-sqrt", "exponential"):
+                for r in (0.0, 0.001, 0.01, 0.03, 0.05, 0.1, 0.2, 0.3):
+                    if shape == "exponential" and r == 0:
+                        r = 0.002
+                    out.append(
+                        Schedule.wsd(
+                            peak,
+                            total,
+                            warmup_steps=warmup,
+                            decay_fraction=float(f),
+                            decay_shape=shape,
+                            final_ratio=r,
+                        )  # fmt: skip
+                    )
+        for r in (0.0, 0.01, 0.1, 0.2):
+            out.append(Schedule.cosine(peak, total, warmup_steps=warmup, final_ratio=r))
+            out.append(Schedule.linear(peak, total, warmup_steps=warmup, final_ratio=r))
+    return out
+
+
+def _rate(fn, arg, n: int, repeat: int = 2) -> float:
+    """Calls per second of ``fn(arg)`` on ``n`` schedules, best of ``repeat``."""
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn(arg)
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def throughput(args) -> None:
+    train, _ = datasets.multipowerlaw_split("100M")
+    fits = {law: hf_lrlaw.fit(train, law) for law in ("momentum", "multipower")}
+    sets = {"grid": grid(), "random": candidates(args.schedules)}
+    rows = []
+    for law, f in fits.items():
+        for name, scheds in sets.items():
+            m = len(scheds) if law == "momentum" else min(len(scheds), 1000)
+            sub = scheds[:: max(1, len(scheds) // m)][:m]
+            f.predict_final(sub[:32])  # warm up
+            fast = _rate(f.predict_final, sub, len(sub))
+            slow = _rate(lambda xs, f=f: f.predict_final([s.lrs() for s in xs]), sub, len(sub), 1)
+            r = sub[: min(len(sub), 2000 if law == "momentum" else 300)]
+            rank_rate = _rate(lambda xs, f=f: hf_lrlaw.rank(f, xs), r, len(r), 1)
+            rows.append((law, name, len(sub), f"{slow:,.0f}", f"{fast:,.0f}",
+                         f"{fast / slow:.1f}x", f"{rank_rate:,.0f}"))  # fmt: skip
+            print(f"  {law:10s} {name:6s} final loss {slow:,.0f}/s per-step -> {fast:,.0f}/s "
+                  f"pieces ({fast / slow:.1f}x); rank {rank_rate:,.0f}/s", flush=True)  # fmt: skip
+    print()
+    print(table(rows, ["law", "set", "schedules", "final loss/s, per-step LRs",
+                       "final loss/s, pieces", "ratio", "rank()/s (pieces)"]))  # fmt: skip
+    f = fits["momentum"]
+    srows = []
+    for n in (1000, 4000, 16000):
+        scheds = (grid() * 4)[:n]
+        srows.append(("candidates", n, 24000, f"{_rate(f.predict_final, scheds, n):,.0f}"))
+    for steps in (6000, 24000, 96000):
+        scheds = grid(steps, steps // 11)
+        srows.append(("steps", len(scheds), steps,
+                      f"{_rate(f.predict_final, scheds, len(scheds)):,.0f}"))  # fmt: skip
+    print()
+    print(table(srows, ["growing", "schedules", "steps", "momentum final loss/s (pieces)"]))
+
+
+def fit_times(args) -> None:
     rows = []
     for size in ("25M", "100M", "400M"):
         train, _ = datasets.multipowerlaw_split(size)
@@ -72,28 +153,6 @@ def main() -> None:
             )
     print()
     print(table(rows, ["size", "law", "fit s (best)", "fit s (median)"]))
-
-    scheds = candidates(args.schedules)
-    lrs = np.stack([s.lrs() for s in scheds])
-    train, _ = datasets.multipowerlaw_split("100M")
-    trows = []
-    for law in ("momentum", "multipower"):
-        f = hf_lrlaw.fit(train, law)
-        f.predict_final(lrs[:64])  # warm up
-        t0 = time.perf_counter()
-        mean, low, high = f.predict_final(lrs)
-        dt = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        hf_lrlaw.rank(f, scheds[:1000])
-        dr = time.perf_counter() - t1
-        trows.append((law, args.schedules, f"{args.schedules / dt:,.0f}", f"{1000 / dr:,.0f}"))
-        print(
-            f"  {law:10s} predict_final {args.schedules / dt:,.0f} schedules/s; "
-            f"rank (with 400 joint draws) {1000 / dr:,.0f} schedules/s",
-            flush=True,
-        )
-    print()
-    print(table(trows, ["law", "schedules (24,000 steps)", "predict_final per s", "rank() per s"]))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.stats import norm
 
 from hf_lrlaw.files import json_ready
-from hf_lrlaw.fit_result import Fit, FitError, lr_blocks
+from hf_lrlaw.fit_result import Fit, FitError, final_preps
 from hf_lrlaw.schedules import Schedule
 
 __all__ = ["Ranked", "Ranking", "final_draws", "rank"]
@@ -243,15 +243,16 @@ def final_draws(
     m = len(scheds)
     mean, low, high = np.empty(m), np.empty(m), np.empty(m)
     draws = np.empty((n, m))
-    for idx, block in lr_blocks(scheds):
-        total = block.shape[1]
-        prep = law.prepare_final(block)
-        mean[idx], low[idx], high[idx] = fit.final_interval(prep, block.shape, level)
+    many = getattr(law, "predict_draws", None)
+    for idx, prep, total, untrained in final_preps(law, scheds):
+        mean[idx], low[idx], high[idx] = fit.final_interval(prep, (len(idx), total), level)
         shift = fit.bias_factor(total - 1)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            for j in range(n):
-                draws[j, idx] = law.predict(thetas[j], prep) * shift
-        untrained = block.sum(axis=1) <= 0
+            if many is not None:
+                draws[:, idx] = many(thetas, prep) * shift
+            else:
+                for j in range(n):
+                    draws[j, idx] = law.predict(thetas[j], prep) * shift
         mean[idx[untrained]] = low[idx[untrained]] = high[idx[untrained]] = np.nan
     if noise:
         draws *= np.exp(rng.normal(0.0, fit.scatter, size=draws.shape))

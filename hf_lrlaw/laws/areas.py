@@ -20,6 +20,7 @@ __all__ = [
     "DropBins",
     "bin_drops",
     "bin_final_drops",
+    "bin_final_changes",
     "lr_floor",
 ]
 
@@ -178,7 +179,7 @@ def bin_drops(
 
 
 def bin_final_drops(
-    lrs: np.ndarray, starts_at: np.ndarray, max_len: int = 256
+    lrs: np.ndarray, starts_at: np.ndarray, max_len: int = 256, exact: bool = False
 ) -> tuple[np.ndarray, DropBins]:
     """:func:`bin_drops` for the last step of every row of a 2-D LR array, in one pass.
 
@@ -192,14 +193,34 @@ def bin_final_drops(
     d[np.arange(t)[None, :] < np.maximum(starts_at, 1)[:, None]] = 0.0
     rows, ks = np.nonzero(d)
     if len(ks) == 0:
-        empty = np.zeros(0)
-        return rows, DropBins(empty, empty, empty, ks, False)
+        return bin_final_changes(rows, ks, np.zeros(0), np.zeros(0), np.zeros(0), t, max_len)
     cs = np.cumsum(lrs, axis=1)
     dk = d[rows, ks]
     log_eta = np.log(np.maximum(lrs[rows, ks], lr_floor(lrs)))
-    area = cs[rows, ks - 1]
-    starts = _bin_starts(ks, t - 1 - ks, (dk > 0).astype(np.int64), rows, log_eta, max_len)
-    drop, area_b, log_b, last, ok = _summarise(dk, area, log_eta, ks, starts)
+    return bin_final_changes(rows, ks, dk, cs[rows, ks - 1], log_eta, t, max_len, exact)
+
+
+def bin_final_changes(
+    rows: np.ndarray,
+    ks: np.ndarray,
+    d: np.ndarray,
+    area: np.ndarray,
+    log_eta: np.ndarray,
+    t: int,
+    max_len: int = 256,
+    exact: bool = False,
+) -> tuple[np.ndarray, DropBins]:
+    """The bins of :func:`bin_final_drops` from the LR changes themselves, sorted by (row, step):
+    their row, step ``k``, drop ``lrs[k-1] - lrs[k]``, ``cumsum(lrs)[k-1]`` and log LR, for
+    callers that know where a schedule changes without its per-step array. ``exact``: one bin
+    per change."""
+    if len(ks) == 0:
+        empty = np.zeros(0)
+        return rows, DropBins(empty, empty, empty, ks, False)
+    if exact:
+        return rows, DropBins(d, area, log_eta, ks.astype(np.int64), True)
+    starts = _bin_starts(ks, t - 1 - ks, (d > 0).astype(np.int64), rows, log_eta, max_len)
+    drop, area_b, log_b, last, ok = _summarise(d, area, log_eta, ks, starts)
     return rows[starts][ok], DropBins(drop, area_b, log_b, last, False)
 
 

@@ -24,6 +24,8 @@ from hf_lrlaw.laws._common import (
 )
 from hf_lrlaw.laws.areas import momentum_area, with_warmup_at_peak
 from hf_lrlaw.laws.base import LawError, Param
+from hf_lrlaw.laws.finals import final_sums
+from hf_lrlaw.schedules.pieces import SchedulePieces, Templates
 
 __all__ = ["MomentumLaw"]
 
@@ -105,6 +107,16 @@ class MomentumLaw:
     def prepare_final(self, lrs: np.ndarray) -> _Prep:
         s1, s2, anneal = final_areas(lrs, self.lam, self.warmup)
         return _Prep(s1, s2, anneal)
+
+    def prepare_final_pieces(self, block: Sequence[SchedulePieces], tpl: Templates) -> _Prep:
+        """``prepare_final`` of schedules given as pieces (no per-step LRs)."""
+        sums = final_sums(block, tpl, self.lam, self.warmup)
+        return _Prep(sums.s1, sums.s2, sums.anneal_last)
+
+    def predict_draws(self, thetas: np.ndarray, prep: _Prep) -> np.ndarray:
+        """``predict`` under many parameter vectors (rows of ``thetas``): (draws, schedules)."""
+        l0, a, alpha, c = (thetas[:, [k]] for k in range(4))
+        return l0 + a * np.exp(-alpha * np.log(prep.s1)[None, :]) - c * prep.s2[None, :]
 
     def transfer_features(self, theta: np.ndarray, peak_lr: float, horizon: int) -> np.ndarray:
         """Parameters in units that carry over between runs: the exponent, the power-law term

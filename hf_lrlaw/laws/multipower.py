@@ -24,6 +24,8 @@ from hf_lrlaw.laws._common import (
 )
 from hf_lrlaw.laws.areas import bin_final_drops, drop_pairs, lr_area, warmup_end
 from hf_lrlaw.laws.base import LawError, Param
+from hf_lrlaw.laws.finals import final_changes, final_sums
+from hf_lrlaw.schedules.pieces import SchedulePieces, Templates
 
 __all__ = ["MultiPowerLaw"]
 
@@ -169,7 +171,7 @@ class MultiPowerLaw:
         lrs = np.atleast_2d(np.asarray(lrs, dtype=np.float64))
         n = len(lrs)
         starts = warmup_end_rows(lrs) + 1 if self.warmup == "exclude" else np.zeros(n, int)
-        rows, bins = bin_final_drops(lrs, starts)
+        rows, bins = bin_final_drops(lrs, starts, exact=self.exact)
         total = lrs.sum(axis=1)
         return _Prep(
             s1=total,
@@ -179,6 +181,20 @@ class MultiPowerLaw:
             pair_drop=bins.drop,
             pair_log_lr=bins.log_lr,
             anneal=anneal_signal_rows(lrs),
+        )
+
+    def prepare_final_pieces(self, block: Sequence[SchedulePieces], tpl: Templates) -> _Prep:
+        """``prepare_final`` of schedules given as pieces: per-step work only where the LR
+        changes."""
+        rows, bins, total = final_changes(block, tpl, self.warmup == "exclude", exact=self.exact)
+        return _Prep(
+            s1=total,
+            n_steps=len(block),
+            pair_step=rows,
+            pair_area=np.maximum(total[rows] - bins.area_before, 0.0),
+            pair_drop=bins.drop,
+            pair_log_lr=bins.log_lr,
+            anneal=final_sums(block, tpl, None, "actual").anneal_max,
         )
 
     def transfer_features(self, theta: np.ndarray, peak_lr: float, horizon: int) -> np.ndarray:

@@ -18,6 +18,8 @@ from hf_lrlaw.laws._common import (
     s1_areas,
 )
 from hf_lrlaw.laws.base import Param
+from hf_lrlaw.laws.finals import final_sums
+from hf_lrlaw.schedules.pieces import SchedulePieces, Templates
 
 __all__ = ["PowerLaw"]
 
@@ -79,6 +81,16 @@ class PowerLaw:
     def prepare_final(self, lrs: np.ndarray) -> _Prep:
         s1, anneal = final_areas(lrs, None, self.warmup)
         return _Prep(s1, anneal)
+
+    def prepare_final_pieces(self, block: Sequence[SchedulePieces], tpl: Templates) -> _Prep:
+        """``prepare_final`` of schedules given as pieces (no per-step LRs)."""
+        sums = final_sums(block, tpl, None, self.warmup)
+        return _Prep(sums.s1, sums.anneal_last)
+
+    def predict_draws(self, thetas: np.ndarray, prep: _Prep) -> np.ndarray:
+        """``predict`` under many parameter vectors (rows of ``thetas``): (draws, schedules)."""
+        l0, a, alpha = (thetas[:, [k]] for k in range(3))
+        return l0 + a * np.exp(-alpha * np.log(prep.s1)[None, :])
 
     def transfer_features(self, theta: np.ndarray, peak_lr: float, horizon: int) -> np.ndarray:
         """The exponent, and the power-law term at the end of the run relative to L0."""
