@@ -52,7 +52,11 @@ def main() -> None:
             t0 = time.perf_counter()
             opt = hf_lrlaw.optimize(f, total_steps=24000, warmup_steps=warmup)
             dt = time.perf_counter() - t0
-            by = {r.schedule.kind + (" " + r.schedule.param("decay_shape") if r.schedule.kind == "wsd" else ""): r for r in opt.grid}
+            by = {
+                r.schedule.kind
+                + (" " + r.schedule.param("decay_shape") if r.schedule.kind == "wsd" else ""): r
+                for r in opt.grid
+            }
             cos = by["cosine"]
             data_pred = {}
             for name in HELD_OUT:
@@ -65,8 +69,10 @@ def main() -> None:
                     f"{opt.predicted:.4f}",
                     f"{opt.gain:+.4f} ({opt.prob_better:.2f})",
                     f"{cos.predicted - opt.predicted:+.4f}",
-                    *(f"{p - opt.predicted:+.4f} / {a:.4f} ({p / a - 1:+.2%})"
-                      for p, a in data_pred.values()),  # fmt: skip
+                    *(
+                        f"{p - opt.predicted:+.4f} / {a:.4f} ({p / a - 1:+.2%})"
+                        for p, a in data_pred.values()
+                    ),  # fmt: skip
                     f"{dt:.2f}",
                 )
             )
@@ -79,8 +85,13 @@ def main() -> None:
         table(
             rows,
             [
-                "size", "law", "optimum predicted", "gain over best grid (P)", "gain over cosine",
-                *(f"{n}: predicted gain / measured final (law's error)" for n in HELD_OUT), "s",
+                "size",
+                "law",
+                "optimum predicted",
+                "gain over best grid (P)",
+                "gain over cosine",
+                *(f"{n}: predicted gain / measured final (law's error)" for n in HELD_OUT),
+                "s",
             ],
         )  # fmt: skip
     )
@@ -101,7 +112,9 @@ def _figure(shapes, out: str) -> None:
                 continue
             lrs = opt.schedule.lrs() / opt.schedule.peak_lr
             ax.plot(np.arange(len(lrs)), lrs, lw=1.8, label=f"{law} optimum")
-        best = next(opt for (s, law), (opt, _) in shapes.items() if s == size and law == "multipower")
+        best = next(
+            opt for (s, law), (opt, _) in shapes.items() if s == size and law == "multipower"
+        )
         base = best.baseline.schedule
         ax.plot(base.lrs() / base.peak_lr, "k--", lw=1, label="best grid (multipower)")
         ax.set_title(f"multipowerlaw {size}", fontsize=9)

@@ -8,7 +8,8 @@ x 8 final LRs + cosine + linear, 4,384 schedules: shapes shared between candidat
 random set (WSD/cosine with random lengths and final LRs: every decay its own shape), each
 scored from the schedules' pieces (the fast path) and from their per-step LR arrays (the path
 before it, and still the one of kinds without pieces); then how the fast path's cost grows with
-the candidates and the steps. Targets (2 cores): final loss >= 20,000/s (momentum) and >= 2,000/s
+the candidates (distinct shapes; one grid at 1-16 peak LRs, each shape scored once at a unit
+peak and rescaled) and the steps. Targets (2 cores): final loss >= 20,000/s (momentum) and >= 2,000/s
 (multi-power), rank() >= 5,000/s (momentum).
 
 Run: python bench/bench_speed.py [--repeat 3] [--schedules 4000] [--no-fits]
@@ -68,9 +69,9 @@ def main() -> None:
     throughput(args)
 
 
-def grid(total: int = 24000, warmup: int = 2160) -> list[Schedule]:
+def grid(total: int = 24000, warmup: int = 2160, peaks=(1e-4, 2e-4, 3e-4, 5e-4)) -> list[Schedule]:
     out = []
-    for peak in (1e-4, 2e-4, 3e-4, 5e-4):
+    for peak in peaks:
         for f in np.round(np.linspace(0.05, 0.6, 34), 4):
             for shape in ("linear", "cosine", "1-sqrt", "exponential"):
                 for r in (0.0, 0.001, 0.01, 0.03, 0.05, 0.1, 0.2, 0.3):
@@ -125,9 +126,13 @@ def throughput(args) -> None:
                        "final loss/s, pieces", "ratio", "rank()/s (pieces)"]))  # fmt: skip
     f = fits["momentum"]
     srows = []
-    for n in (1000, 4000, 16000):
-        scheds = (grid() * 4)[:n]
-        srows.append(("candidates", n, 24000, f"{_rate(f.predict_final, scheds, n):,.0f}"))
+    for n in (1000, 4000, 16000):  # every candidate its own shape
+        scheds = candidates(n)
+        srows.append(("random candidates", n, 24000, f"{_rate(f.predict_final, scheds, n):,.0f}"))
+    for k in (1, 4, 16):  # one shape is scored once for every peak LR it is tried at
+        scheds = grid(peaks=tuple(np.geomspace(1e-4, 1e-3, k)) if k > 1 else (3e-4,))
+        srows.append((f"grid, {k} peak LR(s)", len(scheds), 24000,
+                      f"{_rate(f.predict_final, scheds, len(scheds)):,.0f}"))  # fmt: skip
     for steps in (6000, 24000, 96000):
         scheds = grid(steps, steps // 11)
         srows.append(("steps", len(scheds), steps,

@@ -28,7 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def options(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    return parser().parse_args(argv)
+
+
+def parser(doc=__doc__):
+    """The regime's options (model, run length, LR, evals, --runs); other scripts add theirs."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--warmup", type=int, default=40)
     ap.add_argument("--peak-lr", type=float, default=3e-3)
@@ -41,7 +46,7 @@ def options(argv=None):
     ap.add_argument("--eval-blocks", type=int, default=256)
     ap.add_argument("--runs", default=None, help="JSON file of the curves (written, or read)")
     ap.add_argument("--analyse-only", action="store_true")
-    return ap.parse_args(argv)
+    return ap
 
 
 def schedules(a):

@@ -20,7 +20,7 @@ from scipy.stats import norm
 from hf_lrlaw.curves import LossCurve
 from hf_lrlaw.files import read_json, write_json
 from hf_lrlaw.laws import Law, LawError, get_law
-from hf_lrlaw.limits import BLOCK_FLOATS, rows_per_block
+from hf_lrlaw.limits import rows_per_block
 
 if TYPE_CHECKING:
     from hf_lrlaw.schedules import Schedule
@@ -567,48 +567,18 @@ def final_preps(
     law: Law, schedules: Sequence[np.ndarray | Schedule] | np.ndarray
 ) -> Iterator[tuple[np.ndarray, Any, int, np.ndarray]]:
     """``(indices, the law's prepare_final of them, their length, which have no LR at all)``
-    in blocks of one length. Schedules whose kind has pieces
-    (:func:`~hf_lrlaw.schedules.pieces.schedule_pieces`) are prepared from them when the law
-    can (``prepare_final_pieces``: no per-step LR array, shapes shared across the call), the
-    rest from :func:`lr_blocks`; both give the same numbers to rounding."""
-    from hf_lrlaw.schedules import Schedule
-    from hf_lrlaw.schedules.pieces import Templates, schedule_pieces
+    in blocks of one length. Schedules whose kind has pieces are prepared from them where the
+    law can (:func:`~hf_lrlaw.laws.finals.piece_preps`), the rest from :func:`lr_blocks`; both
+    give the same numbers to rounding."""
+    from hf_lrlaw.laws.finals import piece_preps
 
-    fast = getattr(law, "prepare_final_pieces", None)
-    by_len: dict[int, list[tuple[int, Any]]] = {}
-    rest: list[int] = []
-    for i, s in enumerate(schedules):
-        sp = schedule_pieces(s) if fast is not None and isinstance(s, Schedule) else None
-        if sp is None:
-            rest.append(i)
-        else:
-            by_len.setdefault(sp.total, []).append((i, sp))
-    tpl = Templates()
-    for steps, items in by_len.items():
-        for chunk in _piece_chunks(items):
-            idx = np.array([i for i, _ in chunk])
-            yield idx, fast([sp for _, sp in chunk], tpl), steps, np.zeros(len(idx), dtype=bool)
+    blocks, rest = piece_preps(law, schedules)
+    for idx, prep, steps in blocks:
+        yield idx, prep, steps, np.zeros(len(idx), dtype=bool)
     if rest:
         others = [schedules[i] for i in rest]
         for idx, block in lr_blocks(others):
             yield np.asarray(rest)[idx], law.prepare_final(block), block.shape[1], block.sum(1) <= 0
-
-
-def _piece_chunks(items: list[tuple[int, Any]], cap: int = 4096) -> Iterator[list]:
-    """Blocks of at most ``cap`` schedules and BLOCK_FLOATS / 4 steps that are not flat (what
-    the per-step work of a block is bounded by)."""
-    budget = max(1, BLOCK_FLOATS // 4)
-    chunk, used = [], 0
-    for item in items:
-        sp = item[1]
-        shaped = sp.warmup + sum(p.length for p in sp.pieces if p.rel is None)
-        if chunk and (len(chunk) >= cap or used + shaped > budget):
-            yield chunk
-            chunk, used = [], 0
-        chunk.append(item)
-        used += shaped
-    if chunk:
-        yield chunk
 
 
 def _length(schedule: Any) -> int:

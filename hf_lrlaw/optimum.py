@@ -52,7 +52,9 @@ class Optimum:
     high: float
     level: float
     baseline: Ranked | None
-    grid: list[Ranked]  # the best grid schedule of each family (cosine, WSD-linear, ...), best first
+    grid: list[
+        Ranked
+    ]  # the best grid schedule of each family (cosine, WSD-linear, ...), best first
     gain: float
     prob_better: float
     converged: bool
@@ -80,7 +82,11 @@ class Optimum:
                     "high": base.high,
                 },
                 "grid": [
-                    {"schedule": str(r.schedule), "predicted": r.predicted, "gain": r.predicted - self.predicted}
+                    {
+                        "schedule": str(r.schedule),
+                        "predicted": r.predicted,
+                        "gain": r.predicted - self.predicted,
+                    }
                     for r in self.grid
                 ],
                 "gain": self.gain,
@@ -248,7 +254,9 @@ def optimize(
         if grid:
             ranking = rank(fit, grid, level=level, n_samples=n_samples, noise=False)
             baseline = ranking.best
-            by_family = list({family(r.schedule): r for r in reversed(ranking.rows) if r.valid}.values())
+            by_family = list(
+                {family(r.schedule): r for r in reversed(ranking.rows) if r.valid}.values()
+            )
             by_family.sort(key=lambda r: r.predicted)
             _, _, _, draws = final_draws(fit, [schedule, baseline.schedule], level, n_samples)
             gain = float(baseline.predicted - mean[0])
@@ -451,4 +459,3 @@ def _rounded(curve, z, at, peak, total, warmup, shape, start_ratio) -> Schedule:
         warmup_shape=shape,
         warmup_start_ratio=start_ratio,
     )
-

@@ -170,9 +170,13 @@ def rank(
     with np.errstate(invalid="ignore"):
         diff = draws - draws[:, [best]]
     diff[~np.isfinite(diff)] = np.nan
+    q = 0.5 + level / 2
+    clean = ~np.isnan(diff).any(axis=0)
+    gap_high = np.empty(len(scheds))
+    gap_high[clean] = np.quantile(diff[:, clean], q, axis=0)  # one pass (nanquantile loops)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no prediction
-        gap_high = np.nanquantile(diff, 0.5 + level / 2, axis=0)
+        gap_high[~clean] = np.nanquantile(diff[:, ~clean], q, axis=0)
     flags = _flags(fit, scheds, valid)
     rows = [
         Ranked(

@@ -96,6 +96,32 @@ def test_binned_multipower_equals_its_per_step_binning(train) -> None:
     np.testing.assert_allclose(fast, whole, rtol=1e-4, atol=0)
 
 
+@pytest.mark.parametrize("law,options", [*MODES, ("multipower", {})], ids=str)
+def test_one_shape_at_many_peak_lrs_is_each_schedule_on_its_own(train, law, options) -> None:
+    """A shape is prepared once at a unit peak LR and rescaled: every schedule of a mixed call
+    equals its per-step computation on its own, whatever else the call holds."""
+    fitted = {k: v for k, v in options.items() if k != "exact"}
+    fit = hf_lrlaw.fit(train, law, law_options=fitted)
+    fit = dataclasses.replace(fit, law_options={**fit.law_options, **options})
+    lawo = fit.law_object
+    mixed = [
+        s.replace(peak_lr=s.peak_lr * f)
+        for f in (1.0, 3.7, 0.2)
+        for s in SCHEDULES
+        if s.kind != "free_form"
+    ]
+    order = np.random.default_rng(0).permutation(len(mixed))
+    mixed = [mixed[i] for i in order]
+    assert len({s.peak_lr for s in mixed}) == 3
+    fast = fit.predict_final(mixed)[0]
+    alone = np.array(
+        [lawo.predict(fit.theta, lawo.prepare_final(s.lrs()[None, :]))[0] for s in mixed]
+    )
+    np.testing.assert_allclose(fast, alone * fit.bias_factor(T - 1), rtol=1e-9, atol=0)
+    blocks = [len(idx) for idx, *_ in final_preps(lawo, mixed)]
+    assert sum(blocks) == len(mixed)
+
+
 def test_rank_draws_match_the_per_draw_loop(train) -> None:
     fit = hf_lrlaw.fit(train, "momentum")
     law = fit.law_object

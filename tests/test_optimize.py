@@ -72,7 +72,10 @@ def test_final_loss_gradient_matches_the_law_and_finite_differences(name, option
         up, down = lrs.copy(), lrs.copy()
         up[j] += h
         down[j] -= h
-        fd.append((final_loss_gradient(law, theta, up)[0] - final_loss_gradient(law, theta, down)[0]) / (2 * h))
+        fd.append(
+            (final_loss_gradient(law, theta, up)[0] - final_loss_gradient(law, theta, down)[0])
+            / (2 * h)
+        )
     np.testing.assert_allclose(grad[idx], fd, rtol=2e-5, atol=1e-9 * np.abs(grad).max())
 
 
@@ -104,7 +107,9 @@ def test_optimum_keeps_warmup_peak_floor_and_is_non_increasing(optimum):
 
 def test_optimum_beats_every_grid_schedule_and_its_prediction_is_the_fits(optimum, multipower_fit):
     mean, low, high = multipower_fit.predict_final([optimum.schedule])
-    assert (optimum.predicted, optimum.low, optimum.high) == pytest.approx((mean[0], low[0], high[0]))
+    assert (optimum.predicted, optimum.low, optimum.high) == pytest.approx(
+        (mean[0], low[0], high[0])
+    )
     assert optimum.baseline is not None and optimum.grid[0] == optimum.baseline
     assert optimum.predicted <= optimum.baseline.predicted + 1e-7
     assert optimum.gain == pytest.approx(optimum.baseline.predicted - optimum.predicted)
@@ -185,9 +190,13 @@ def test_lrnoise_optimum_searches_the_peak_lr():
         for s in (Schedule.constant(peak, 4000, warmup_steps=100),
                   Schedule.wsd(peak, 4000, warmup_steps=100, decay_fraction=0.2)):  # fmt: skip
             y = law.predict(theta, law.prepare(s.lrs(), steps))
-            curves.append(LossCurve(s.lrs(), steps, y * np.exp(0.002 * rng.standard_normal(len(y)))))
+            curves.append(
+                LossCurve(s.lrs(), steps, y * np.exp(0.002 * rng.standard_normal(len(y))))
+            )
     fit = hf_lrlaw.fit(curves, law="lrnoise")
-    found = hf_lrlaw.optimize(fit, total_steps=4000, warmup_steps=100, peak_lr=(2e-4, 8e-3), knots=12)
+    found = hf_lrlaw.optimize(
+        fit, total_steps=4000, warmup_steps=100, peak_lr=(2e-4, 8e-3), knots=12
+    )
     assert 2e-4 < found.schedule.peak_lr < 8e-3
     family = Schedule.wsd(1e-3, 4000, warmup_steps=100, decay_fraction=0.2)
     best_wsd = hf_lrlaw.optimal_peak_lr(fit, family)
@@ -211,7 +220,9 @@ def test_exported_lambda_lr_runs_the_optimum_step_by_step_in_a_trainer(optimum, 
     trainer = transformers.Trainer(model=model, args=args, train_dataset=train,
                                    optimizers=(opt, s.to_torch(opt)))  # fmt: skip
     trainer.train()
-    logged = {e["step"]: e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e}
+    logged = {
+        e["step"]: e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e
+    }
     assert sorted(logged) == list(range(1, 41))
     np.testing.assert_allclose([logged[k] for k in range(1, 41)], s.lrs(), rtol=1e-6, atol=1e-12)
 

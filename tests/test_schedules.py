@@ -491,7 +491,10 @@ INVALID = [
     (lambda: Schedule.cyclic(1e-3, 100, cycles=0), "cycles must be >= 1"),
     (lambda: Schedule.cyclic(1e-3, 100, cycles=4, rewarmup_steps=25), "leaves no decay"),
     (lambda: Schedule.piecewise(1e-3, 100, at=[0, 1], ratios=[1]), "as many ratios as knots"),
-    (lambda: Schedule.piecewise(1e-3, 100, at=[0, 0.5, 0.5, 1], ratios=[1] * 4), "increase strictly"),
+    (
+        lambda: Schedule.piecewise(1e-3, 100, at=[0, 0.5, 0.5, 1], ratios=[1] * 4),
+        "increase strictly",
+    ),
     (lambda: Schedule.piecewise(1e-3, 100, at=[0.1, 1], ratios=[1, 0]), "from 0 to 1"),
     (lambda: Schedule.piecewise(1e-3, 100, at=[0, 1], ratios=[1, 1.5]), "each ratio must be in"),
     (lambda: Schedule.piecewise(1e-3, 100, at=[0, 1], ratios=[0.5, 0.1]), "start at 1"),

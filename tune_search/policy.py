@@ -491,9 +491,11 @@ class SearchPolicy:
         ranking = self.ranking()  # refits first, so that smoothing uses the latest fit
         # a pilot that ran a whole schedule of a candidate horizon is a schedule to use too
         horizons = {c.total_steps for c in self._candidates}
-        usable = set(self._texts) | set(self.optima.texts if self.optima else ()) | {
-            t for t in self._pilots if schedule_of(t).total_steps in horizons
-        }
+        usable = (
+            set(self._texts)
+            | set(self.optima.texts if self.optima else ())
+            | {t for t in self._pilots if schedule_of(t).total_steps in horizons}
+        )
         found = self.book.best_finished(allowed=usable) or self.book.best_finished()
         row = None
         if found is not None:

@@ -556,7 +556,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
     print("the best grid schedule of each family (predicted, above the optimum by):")
     for r in found.grid:
-        print(f"  {r.predicted:.4f}  {r.predicted - found.predicted:+.4f}  {schedule_label(r.schedule)}")
+        print(
+            f"  {r.predicted:.4f}  {r.predicted - found.predicted:+.4f}  {schedule_label(r.schedule)}"
+        )
     if out is not None:
         write_atomic(out, json_text({"law": fit.law, **found.to_dict()}, indent=1))
         print(f"wrote {out}")

@@ -359,9 +359,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument(
         "--final-lr", type=float, metavar="LR", help="the lowest LR (default: 0.1%% of the peak)"
     )
-    p.add_argument(
-        "--no-monotone", action="store_true", help="let the LR rise again after warmup"
-    )
+    p.add_argument("--no-monotone", action="store_true", help="let the LR rise again after warmup")
     p.add_argument("--knots", type=positive_int, default=48, help="knots of the curve (48)")
     p.add_argument("--level", type=level, default=0.9, help="interval probability (0.9)")
     p.add_argument("-o", "--output", metavar="SCHEDULE.json", help="write the optimum")

@@ -120,21 +120,48 @@ def _bin_starts(
     dist: np.ndarray,
     sign: np.ndarray,
     group: np.ndarray,
-    log_eta: np.ndarray,
+    log_band: np.ndarray,
     max_len: int,
 ) -> np.ndarray:
     """Indices where a new bin starts among changes sorted by (group, k).
 
     ``dist`` is the distance from each change to the evaluated step it serves; bins grow
     geometrically with it (1, 1, 2, 2, 4, 4, ... steps) up to ``max_len``, and the LR varies by
-    at most 5% within a bin.
+    at most 5% within a bin (bands of 5% in ``log_band``, the log LR or its log ratio to a top).
     """
     level = np.floor(np.log2(dist + 1.0)).astype(np.int64)
     chunk = np.where(level <= np.log2(max_len), dist >> level, (dist // max_len) << 8)
-    lr_band = np.floor(log_eta / np.log(1.05)).astype(np.int64)
-    key = np.stack([group, np.minimum(level, 62), chunk, sign, ks // max_len, lr_band])
+    lr_band = np.floor(log_band / np.log(1.05)).astype(np.int64)
     new = np.ones(len(ks), dtype=bool)
-    new[1:] = np.any(key[:, 1:] != key[:, :-1], axis=0)
+    if len(ks) > 1:  # a key that differs from the previous change's in any field
+        change = group[1:] != group[:-1]
+        for key in (np.minimum(level, 62), chunk, sign, ks // max_len, lr_band):
+            change |= key[1:] != key[:-1]
+        new[1:] = change
+    return np.flatnonzero(new)
+
+
+def _final_bin_starts(
+    ks: np.ndarray, t: int, sign: np.ndarray, group: np.ndarray, log_band: np.ndarray, max_len: int
+) -> np.ndarray:
+    """:func:`_bin_starts` for changes that all serve the last step ``t - 1``: the fields that
+    depend on the step alone (level, chunk, ``k // max_len``) each cut the steps into runs, so
+    one number per run of equal fields, made once over ``0..t-1``, stands for all three."""
+    steps = np.arange(t, dtype=np.int64)
+    dist = t - 1 - steps
+    level = np.floor(np.log2(dist + 1.0)).astype(np.int64)
+    chunk = np.where(level <= np.log2(max_len), dist >> level, (dist // max_len) << 8)
+    cut = np.zeros(t, dtype=bool)
+    for key in (np.minimum(level, 62), chunk, steps // max_len):
+        cut[1:] |= key[1:] != key[:-1]
+    run = np.cumsum(cut)[ks]
+    lr_band = np.floor(log_band / np.log(1.05))  # compared, never used as an index
+    new = np.ones(len(ks), dtype=bool)
+    if len(ks) > 1:
+        change = group[1:] != group[:-1]
+        for key in (run, sign, lr_band):
+            change |= key[1:] != key[:-1]
+        new[1:] = change
     return np.flatnonzero(new)
 
 
@@ -184,7 +211,10 @@ def bin_final_drops(
     """:func:`bin_drops` for the last step of every row of a 2-D LR array, in one pass.
 
     ``starts_at[i]`` is the first step whose change counts for row ``i``. Returns the row of
-    every bin and the bins (``area_before`` is relative to the row's own cumulative sum).
+    every bin and the bins (``area_before`` is relative to the row's own cumulative sum). Each
+    row is binned on its own: the 5% LR bands and the floor of a zero LR are relative to its
+    top LR, so a row's bins do not depend on the other rows, and scaling a row's LRs scales its
+    bins (drop and area) and shifts their log LR.
     """
     lrs = np.atleast_2d(np.asarray(lrs, dtype=np.float64))
     t = lrs.shape[1]
@@ -196,8 +226,11 @@ def bin_final_drops(
         return bin_final_changes(rows, ks, np.zeros(0), np.zeros(0), np.zeros(0), t, max_len)
     cs = np.cumsum(lrs, axis=1)
     dk = d[rows, ks]
-    log_eta = np.log(np.maximum(lrs[rows, ks], lr_floor(lrs)))
-    return bin_final_changes(rows, ks, dk, cs[rows, ks - 1], log_eta, t, max_len, exact)
+    top = np.maximum(lrs.max(axis=1), 1e-300)
+    log_eta = np.log(np.maximum(lrs[rows, ks], 1e-12 * top[rows]))
+    return bin_final_changes(
+        rows, ks, dk, cs[rows, ks - 1], log_eta, t, max_len, exact, np.log(top)
+    )
 
 
 def bin_final_changes(
@@ -209,17 +242,20 @@ def bin_final_changes(
     t: int,
     max_len: int = 256,
     exact: bool = False,
+    log_top: np.ndarray | None = None,
 ) -> tuple[np.ndarray, DropBins]:
     """The bins of :func:`bin_final_drops` from the LR changes themselves, sorted by (row, step):
     their row, step ``k``, drop ``lrs[k-1] - lrs[k]``, ``cumsum(lrs)[k-1]`` and log LR, for
-    callers that know where a schedule changes without its per-step array. ``exact``: one bin
-    per change."""
+    callers that know where a schedule changes without its per-step array. ``log_top``: each
+    row's log top LR, which the 5% LR bands are relative to (absolute without it). ``exact``:
+    one bin per change."""
     if len(ks) == 0:
         empty = np.zeros(0)
         return rows, DropBins(empty, empty, empty, ks, False)
     if exact:
         return rows, DropBins(d, area, log_eta, ks.astype(np.int64), True)
-    starts = _bin_starts(ks, t - 1 - ks, (d > 0).astype(np.int64), rows, log_eta, max_len)
+    band = log_eta if log_top is None else log_eta - log_top[rows]
+    starts = _final_bin_starts(ks, t, d > 0, rows, band, max_len)
     drop, area_b, log_b, last, ok = _summarise(d, area, log_eta, ks, starts)
     return rows[starts][ok], DropBins(drop, area_b, log_b, last, False)
 

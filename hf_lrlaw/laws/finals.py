@@ -12,15 +12,25 @@ over the steps that change. The results equal the per-step computation (``prepar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from hf_lrlaw.laws.areas import TOP_RTOL, DropBins, bin_final_changes
-from hf_lrlaw.schedules.pieces import Piece, SchedulePieces, Templates
+from hf_lrlaw.limits import BLOCK_FLOATS
+from hf_lrlaw.schedules.pieces import Piece, SchedulePieces, Templates, schedule_pieces
+from hf_lrlaw.schedules.schedule import Schedule
 
-__all__ = ["FinalSums", "final_changes", "final_sums", "warmup_end"]
+__all__ = [
+    "FinalSums",
+    "changes_work",
+    "final_changes",
+    "final_sums",
+    "piece_preps",
+    "sums_work",
+    "warmup_end",
+]
 
 
 class FinalSums(NamedTuple):
@@ -67,7 +77,27 @@ def _stats(p: Piece, tpl: Templates, lam: float | None) -> tuple[float, float, f
     the last, the smallest and the largest; once per distinct piece of a call."""
     if p.values is not None:
         return _piece_stats(p, tpl, lam)
-    return tpl.memo((p, lam), lambda: _piece_stats(p, tpl, lam))
+    if p.key is None:  # flat: cheaper to compute than to look up
+        n, r = p.stop - p.start, p.rel
+        return r * n, r * _geometric(lam, n) if lam is not None else 0.0, r, r, r
+    # a tuple of plain values hashes several times faster than the frozen dataclass
+    key = (p.key, p.scale, p.offset, p.stop - p.start, p.geometric, lam)
+    return tpl.memo(key, lambda: _piece_stats(p, tpl, lam))
+
+
+def sums_work(sp: SchedulePieces) -> int:
+    """Steps of per-schedule work in :func:`final_sums`: pieces with explicit multipliers and
+    exponential decays without a closed form (shaped pieces share their template's sums)."""
+    return sum(
+        p.stop - p.start
+        for p in sp.pieces
+        if p.values is not None or (p.geometric and not 0.0 < p.offset < 1.0)
+    )
+
+
+def changes_work(sp: SchedulePieces) -> int:
+    """Steps of per-schedule work in :func:`final_changes`: every step that is not flat."""
+    return sp.warmup + sum(p.stop - p.start for p in sp.pieces if p.rel is None)
 
 
 def _piece_stats(p: Piece, tpl: Templates, lam: float | None) -> tuple[float, ...]:
@@ -193,12 +223,12 @@ def final_changes(
     schedule's area ``sum(lrs)``. Work per step only where the LR changes."""
     rows, ks, ds, areas, lrs_at = [], [], [], [], []
     n = len(block)
-    total = np.empty(n)
-    peak = max(sp.peak for sp in block)
+    total, top = np.empty(n), np.empty(n)
     for i, sp in enumerate(block):
         start_at = max(warmup_end(sp, tpl) + 1 if exclude_warmup else 0, 1)
         prev, area = None, 0.0
         parts = [sp.ramp, *sp.pieces] if sp.ramp is not None else list(sp.pieces)
+        top[i] = max(sp.peak * max(_stats(p, tpl, None)[4] for p in parts), 1e-300)
         for p in parts:
             if p.values is None and p.key is None:
                 lr = sp.peak * p.rel
@@ -221,11 +251,17 @@ def final_changes(
             before[1:] = area + cs[:-1]
             k = np.arange(p.start, p.stop)
             keep = (d != 0) & (k >= start_at)
-            rows.append(np.full(int(keep.sum()), i))
-            ks.append(k[keep])
-            ds.append(d[keep])
-            areas.append(before[keep])
-            lrs_at.append(lr[keep])
+            if keep.all():  # a strictly monotone piece past the warmup: every step changes
+                ks.append(k)
+                ds.append(d)
+                areas.append(before)
+                lrs_at.append(lr)
+            else:
+                ks.append(k[keep])
+                ds.append(d[keep])
+                areas.append(before[keep])
+                lrs_at.append(lr[keep])
+            rows.append(np.full(len(ks[-1]), i))
             area += cs[-1]
             prev = lr[-1]
         total[i] = area
@@ -234,15 +270,97 @@ def final_changes(
         rows_b, bins = bin_final_changes(np.zeros(0, np.int64), np.zeros(0, np.int64), empty,
                                          empty, empty, block[0].total, max_len)  # fmt: skip
         return rows_b, bins, total
-    log_eta = np.log(np.maximum(np.concatenate(lrs_at), 1e-12 * max(peak, 1e-300)))
+    row = np.concatenate(rows).astype(np.int64, copy=False)
+    log_eta = np.log(np.maximum(np.concatenate(lrs_at), 1e-12 * top[row]))  # as lr_floor per row
     rows_b, bins = bin_final_changes(
-        np.concatenate(rows).astype(np.int64),
-        np.concatenate(ks).astype(np.int64),
+        row,
+        np.concatenate(ks).astype(np.int64, copy=False),
         np.concatenate(ds),
         np.concatenate(areas),
         log_eta,
         block[0].total,
         max_len,
         exact,
+        np.log(top),
     )
     return rows_b, bins, total
+
+
+def piece_preps(
+    law: Any, schedules: Sequence[Any]
+) -> tuple[Iterator[tuple[np.ndarray, Any, int]], list[int]]:
+    """The law's ``prepare_final`` of the schedules that have pieces, as ``(indices, prep,
+    length)`` blocks made when iterated, and the indices of the rest (no pieces, or a law
+    without ``prepare_final_pieces``). A shape is prepared once, at a unit peak LR, where the
+    law can rescale it (``scale_final_prep``): a grid of peak LRs x shapes costs its shapes."""
+    fast = getattr(law, "prepare_final_pieces", None)
+    rescale = getattr(law, "scale_final_prep", None)
+    shapes: dict[Any, int] = {}  # a shape's key -> its index in ``unique`` (-1: no pieces)
+    unique: list[SchedulePieces] = []
+    members: list[list[tuple[int, float]]] = []  # per shape: (schedule index, peak LR)
+    rest: list[int] = []
+    for i, s in enumerate(schedules):
+        if fast is None or not isinstance(s, Schedule):
+            rest.append(i)
+            continue
+        key = _shape_key(s) if rescale is not None else i
+        u = shapes.get(key)
+        if u is None:
+            sp = schedule_pieces(s, None if rescale is None else 1.0)
+            u = shapes[key] = -1 if sp is None else len(unique)
+            if sp is not None:
+                unique.append(sp)
+                members.append([])
+        if u < 0:
+            rest.append(i)
+        else:
+            members[u].append((i, s.peak_lr))
+
+    def blocks() -> Iterator[tuple[np.ndarray, Any, int]]:
+        by_len: dict[int, list[tuple[int, SchedulePieces]]] = {}
+        for u, sp in enumerate(unique):
+            by_len.setdefault(sp.total, []).append((u, sp))
+        tpl = Templates()
+        for steps, items in by_len.items():
+            for chunk in _chunks(items, law.final_pieces_work):
+                prep = fast([sp for _, sp in chunk], tpl)
+                pairs = [(k, i, p) for k, (u, _) in enumerate(chunk) for i, p in members[u]]
+                idx = np.array([i for _, i, _ in pairs])
+                if rescale is not None:
+                    rows = np.array([k for k, _, _ in pairs])
+                    prep = rescale(prep, rows, np.array([p for _, _, p in pairs]))
+                yield idx, prep, steps
+
+    return blocks(), rest
+
+
+def _shape_key(s: Schedule) -> Any:
+    """What a schedule's multipliers of its peak LR depend on: all but the peak."""
+    key = (s.kind, s.total_steps, s.warmup_steps, s.warmup_shape, s.warmup_start_ratio)
+    key += (s.param_items,)
+    try:
+        hash(key)
+    except TypeError:  # a parameter that does not hash: the schedule is its own shape
+        return ("schedule", id(s))
+    return key
+
+
+def _chunks(
+    items: list[tuple[int, SchedulePieces]],
+    work: Callable[[SchedulePieces], int],
+    cap: int = 4096,
+) -> Iterator[list[tuple[int, SchedulePieces]]]:
+    """Blocks of at most ``cap`` shapes and BLOCK_FLOATS / 4 steps of per-shape work
+    (``work``: the law's count for one schedule's pieces)."""
+    budget = max(1, BLOCK_FLOATS // 4)
+    chunk: list[tuple[int, SchedulePieces]] = []
+    used = 0
+    for item in items:
+        cost = work(item[1])
+        if chunk and (len(chunk) >= cap or used + cost > budget):
+            yield chunk
+            chunk, used = [], 0
+        chunk.append(item)
+        used += cost
+    if chunk:
+        yield chunk

@@ -24,7 +24,7 @@ from hf_lrlaw.laws._common import (
 )
 from hf_lrlaw.laws.areas import momentum_area, with_warmup_at_peak
 from hf_lrlaw.laws.base import LawError, Param
-from hf_lrlaw.laws.finals import final_sums
+from hf_lrlaw.laws.finals import final_sums, sums_work
 from hf_lrlaw.schedules.pieces import SchedulePieces, Templates
 
 __all__ = ["MomentumLaw"]
@@ -108,10 +108,17 @@ class MomentumLaw:
         s1, s2, anneal = final_areas(lrs, self.lam, self.warmup)
         return _Prep(s1, s2, anneal)
 
+    final_pieces_work = staticmethod(sums_work)  # its per-step cost, for chunking
+
     def prepare_final_pieces(self, block: Sequence[SchedulePieces], tpl: Templates) -> _Prep:
         """``prepare_final`` of schedules given as pieces (no per-step LRs)."""
         sums = final_sums(block, tpl, self.lam, self.warmup)
         return _Prep(sums.s1, sums.s2, sums.anneal_last)
+
+    def scale_final_prep(self, prep: _Prep, rows: np.ndarray, peaks: np.ndarray) -> _Prep:
+        """The prep of schedules ``rows`` of a unit-peak ``prep`` at peak LRs ``peaks``: the areas
+        are linear in the LR, the annealing signal relative."""
+        return _Prep(prep.s1[rows] * peaks, prep.s2[rows] * peaks, np.asarray(prep.anneal)[rows])
 
     def predict_draws(self, thetas: np.ndarray, prep: _Prep) -> np.ndarray:
         """``predict`` under many parameter vectors (rows of ``thetas``): (draws, schedules)."""

@@ -24,7 +24,7 @@ from hf_lrlaw.laws._common import (
 )
 from hf_lrlaw.laws.areas import bin_final_drops, drop_pairs, lr_area, warmup_end
 from hf_lrlaw.laws.base import LawError, Param
-from hf_lrlaw.laws.finals import final_changes, final_sums
+from hf_lrlaw.laws.finals import changes_work, final_changes, final_sums
 from hf_lrlaw.schedules.pieces import SchedulePieces, Templates
 
 __all__ = ["MultiPowerLaw"]
@@ -183,6 +183,8 @@ class MultiPowerLaw:
             anneal=anneal_signal_rows(lrs),
         )
 
+    final_pieces_work = staticmethod(changes_work)  # its per-step cost, for chunking
+
     def prepare_final_pieces(self, block: Sequence[SchedulePieces], tpl: Templates) -> _Prep:
         """``prepare_final`` of schedules given as pieces: per-step work only where the LR
         changes."""
@@ -195,6 +197,26 @@ class MultiPowerLaw:
             pair_drop=bins.drop,
             pair_log_lr=bins.log_lr,
             anneal=final_sums(block, tpl, None, "actual").anneal_max,
+        )
+
+    def scale_final_prep(self, prep: _Prep, rows: np.ndarray, peaks: np.ndarray) -> _Prep:
+        """The prep of schedules ``rows`` of a unit-peak ``prep`` at peak LRs ``peaks``: areas
+        and drops scale with the LR, log LRs shift (bins are relative to each row's top)."""
+        counts = np.bincount(prep.pair_step, minlength=prep.n_steps)
+        first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        owner = np.repeat(np.arange(len(rows)), counts[rows])  # the new schedule of each pair
+        within = np.arange(len(owner)) - np.repeat(np.cumsum(counts[rows]) - counts[rows],
+                                                   counts[rows])  # fmt: skip
+        pick = first[rows][owner] + within
+        scale = peaks[owner]
+        return _Prep(
+            s1=prep.s1[rows] * peaks,
+            n_steps=len(rows),
+            pair_step=owner,
+            pair_area=prep.pair_area[pick] * scale,
+            pair_drop=prep.pair_drop[pick] * scale,
+            pair_log_lr=prep.pair_log_lr[pick] + np.log(scale),
+            anneal=np.asarray(prep.anneal)[rows],
         )
 
     def transfer_features(self, theta: np.ndarray, peak_lr: float, horizon: int) -> np.ndarray:

@@ -18,7 +18,7 @@ from hf_lrlaw.laws._common import (
     s1_areas,
 )
 from hf_lrlaw.laws.base import Param
-from hf_lrlaw.laws.finals import final_sums
+from hf_lrlaw.laws.finals import final_sums, sums_work
 from hf_lrlaw.schedules.pieces import SchedulePieces, Templates
 
 __all__ = ["PowerLaw"]
@@ -82,10 +82,16 @@ class PowerLaw:
         s1, anneal = final_areas(lrs, None, self.warmup)
         return _Prep(s1, anneal)
 
+    final_pieces_work = staticmethod(sums_work)  # its per-step cost, for chunking
+
     def prepare_final_pieces(self, block: Sequence[SchedulePieces], tpl: Templates) -> _Prep:
         """``prepare_final`` of schedules given as pieces (no per-step LRs)."""
         sums = final_sums(block, tpl, None, self.warmup)
         return _Prep(sums.s1, sums.anneal_last)
+
+    def scale_final_prep(self, prep: _Prep, rows: np.ndarray, peaks: np.ndarray) -> _Prep:
+        """The prep of schedules ``rows`` of a unit-peak ``prep`` at peak LRs ``peaks``."""
+        return _Prep(prep.s1[rows] * peaks, np.asarray(prep.anneal)[rows])
 
     def predict_draws(self, thetas: np.ndarray, prep: _Prep) -> np.ndarray:
         """``predict`` under many parameter vectors (rows of ``thetas``): (draws, schedules)."""

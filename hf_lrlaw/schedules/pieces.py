@@ -141,9 +141,10 @@ _TEMPLATE: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
-def schedule_pieces(s: Schedule) -> SchedulePieces | None:
-    """The schedule as pieces, or None for a kind whose LRs have no such form (inverse_sqrt,
-    cyclic, free_form: those are scored from their per-step LRs)."""
+def schedule_pieces(s: Schedule, peak: float | None = None) -> SchedulePieces | None:
+    """The schedule as pieces (at ``peak`` instead of its peak LR if given), or None for a kind
+    whose LRs have no such form (inverse_sqrt, cyclic, free_form: those are scored from their
+    per-step LRs)."""
     make = _KIND_PIECES.get(s.kind)
     if make is None:
         return None
@@ -155,7 +156,7 @@ def schedule_pieces(s: Schedule) -> SchedulePieces | None:
     ramp = (
         Piece(0, w, key=("ramp", s.warmup_shape, w), scale=1.0 - start, offset=start) if w else None
     )
-    return SchedulePieces(s.peak_lr, t, w, ramp, pieces)
+    return SchedulePieces(s.peak_lr if peak is None else peak, t, w, ramp, pieces)
 
 
 def _final_ratio(s: Schedule) -> float:
