@@ -129,8 +129,7 @@ def _bin_starts(
     geometrically with it (1, 1, 2, 2, 4, 4, ... steps) up to ``max_len``, and the LR varies by
     at most 5% within a bin (bands of 5% in ``log_band``, the log LR or its log ratio to a top).
     """
-    level = np.floor(np.log2(dist + 1.0)).astype(np.int64)
-    chunk = np.where(level <= np.log2(max_len), dist >> level, (dist // max_len) << 8)
+    level, chunk = _distance_fields(dist, max_len)
     lr_band = np.floor(log_band / np.log(1.05)).astype(np.int64)
     new = np.ones(len(ks), dtype=bool)
     if len(ks) > 1:  # a key that differs from the previous change's in any field
@@ -141,6 +140,14 @@ def _bin_starts(
     return np.flatnonzero(new)
 
 
+def _distance_fields(dist: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """The bin fields that depend on a change's distance to the step it serves: its dyadic
+    level and its chunk within the level (chunks of ``max_len`` beyond it)."""
+    level = np.floor(np.log2(dist + 1.0)).astype(np.int64)
+    chunk = np.where(level <= np.log2(max_len), dist >> level, (dist // max_len) << 8)
+    return level, chunk
+
+
 def _final_bin_starts(
     ks: np.ndarray, t: int, sign: np.ndarray, group: np.ndarray, log_band: np.ndarray, max_len: int
 ) -> np.ndarray:
@@ -148,9 +155,7 @@ def _final_bin_starts(
     depend on the step alone (level, chunk, ``k // max_len``) each cut the steps into runs, so
     one number per run of equal fields, made once over ``0..t-1``, stands for all three."""
     steps = np.arange(t, dtype=np.int64)
-    dist = t - 1 - steps
-    level = np.floor(np.log2(dist + 1.0)).astype(np.int64)
-    chunk = np.where(level <= np.log2(max_len), dist >> level, (dist // max_len) << 8)
+    level, chunk = _distance_fields(t - 1 - steps, max_len)
     cut = np.zeros(t, dtype=bool)
     for key in (np.minimum(level, 62), chunk, steps // max_len):
         cut[1:] |= key[1:] != key[:-1]
