@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,12 +241,83 @@ def test_a_search_branches_real_trainer_runs_through_tune(tmp_path):
     for rec in kids:
         parent, k = rec.branch
         where = recs[parent].checkpoints[k]
-        assert os.path.isdir(where) and where.endswith(f"checkpoint-{k}")
+        # the search is over: its branch checkpoints are gone (keep_checkpoints=False), the
+        # trial's folder stays
+        assert where.endswith(f"checkpoint-{k}") and not os.path.exists(where)
+        assert os.path.isdir(os.path.dirname(where))
         # its evals continue the parent's: the first after the checkpoint, on the same cadence
         assert rec.steps[0] == 3 * (k // 3 + 1) - 1 and rec.steps[-1] == total - 1
         assert rec.compute == total - k
     trials = json.loads((tmp_path / "search" / "trials.json").read_text())
     assert sum(t["compute"] for t in trials) == result.searcher.compute_steps
+    # trial folders are named for the trial and its schedule, not for the whole config
+    folders = {p.name for p in Path(result.experiment_path).iterdir() if p.is_dir()}
+    for rec in recs.values():
+        (name,) = [f for f in folders if f.startswith(rec.trial_id + "_")]
+        kind = Schedule.parse(rec.schedule).kind
+        assert name.startswith(f"{rec.trial_id}_{kind}_lr=0.003") and "checkpoint" not in name
+        assert name.endswith("_branch") == (rec.branch is not None) and len(name) < 90
+
+
+@pytest.mark.usefixtures("local_ray", "one_torch_thread")
+def test_hyperparameter_search_branches_from_the_checkpoints_it_reports(tmp_path):
+    from tune_search import LRLawSearcher
+
+    train, val = byte_datasets(seq_len=SEQ, eval_chunks=8)
+    peak, total, warm = 3e-3, 30, 3
+    pilot = Schedule.constant(peak, total, warmup_steps=warm)
+    space = [Schedule.wsd(peak, total, warmup_steps=warm, decay_fraction=f) for f in (0.2, 0.4)]
+    searcher = LRLawSearcher(
+        space,
+        metric="eval_loss",
+        pilots=[pilot],
+        pilot_steps=None,
+        top_k=2,
+        law_options={"lam": 0.5},
+        fit_kwargs={"prior": None},
+    )
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "hp"),
+        eval_strategy="steps",
+        eval_steps=3,
+        max_steps=total,
+        **{**ARGS, "logging_steps": 3},
+    )
+    trainer = ScheduleTrainer(
+        model_init=lambda: tiny_gpt2(seq_len=SEQ), args=args, train_dataset=train, eval_dataset=val
+    )
+    trainer.hyperparameter_search(
+        backend="ray",
+        hp_space=lambda _: {},
+        n_trials=4,
+        direction="minimize",
+        search_alg=searcher,
+        storage_path=str(tmp_path / "results"),
+        name="hps",
+        resources_per_trial={"cpu": 1},
+        max_concurrent_trials=1,
+        verbose=0,
+    )
+    recs = searcher.book.records
+    pilot_rec = next(r for r in recs.values() if r.role == "pilot")
+    assert sorted(pilot_rec.checkpoints) == sorted(pilot_rec.planned) and pilot_rec.planned
+    kids = [r for r in recs.values() if r.branch is not None]
+    assert kids, searcher.log
+    for rec in kids:
+        parent, k = rec.branch
+        where = recs[parent].checkpoints[k]
+        assert os.path.isdir(where) and where.endswith(f"checkpoint-{k}")
+        assert rec.steps[0] == 3 * (k // 3 + 1) - 1 and rec.steps[-1] == total - 1
+        assert rec.compute == total - k
+    assert searcher.compute_steps == total + sum(total - r.branch[1] for r in kids)
+
+    # once it is over, the checkpoints saved for branches can go; one the user saved stays
+    planned = [pilot_rec.checkpoints[k] for k in pilot_rec.planned]
+    user = os.path.join(os.path.dirname(planned[0]), "checkpoint-7")
+    os.makedirs(user)
+    pilot_rec.checkpoints[7] = user
+    assert sorted(searcher.remove_checkpoints()) == sorted(planned)
+    assert not any(os.path.exists(w) for w in planned) and os.path.isdir(user)
 
 
 def test_a_pilot_waits_for_the_checkpoint_it_branches_from_and_a_repeat_measures_noise(tmp_path):

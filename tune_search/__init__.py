@@ -21,7 +21,7 @@ from hf_lrlaw._extras import require
 
 require("tune_search (the Ray Tune search)", "tune", "ray")
 
-from tune_search.searcher import LRLawSearcher  # noqa: E402
+from tune_search.searcher import LRLawSearcher, trial_dirname  # noqa: E402
 from tune_search.space import DEFAULT_KINDS, ScheduleSpace, SpaceError, span  # noqa: E402
 from tune_search.stopper import LRLawStopper  # noqa: E402
 
@@ -33,6 +33,7 @@ __all__ = [
     "SpaceError",
     "search_schedules",
     "span",
+    "trial_dirname",
 ]
 
 

@@ -31,7 +31,7 @@ from hf_lrlaw.fitting import Fit
 from hf_lrlaw.ranking import Ranking
 from hf_lrlaw.schedules import Schedule
 from tune_search.report import hf_form, write_report
-from tune_search.searcher import LRLawSearcher
+from tune_search.searcher import LRLawSearcher, trial_dirname
 from tune_search.space import ScheduleSpace
 from tune_search.stopper import LRLawStopper
 
@@ -99,6 +99,7 @@ def search_schedules(
     max_steps: int | None = None,
     lrlaw_callback: Mapping[str, Any] | bool | None = None,
     callbacks: Sequence[Any] = (),
+    keep_checkpoints: bool = False,
     verbose: int = 0,
 ) -> SearchResult:
     """Search the schedule space with pilots + law + a few full runs; write the report.
@@ -129,6 +130,10 @@ def search_schedules(
         max_steps: trials refuse schedules of another length (see ``hf_trainable``).
         lrlaw_callback: options for the core's ``LRLawCallback`` in each trial (False: none).
         callbacks: ``ray.tune.Callback`` objects for the run (e.g. progress printing).
+        keep_checkpoints: keep the checkpoints saved for branched cooldowns once the search has
+            finished (by default they are deleted then: each holds a model and its optimizer
+            state; an interrupted search keeps them for ``resume=True``; none is deleted when
+            ``training_args`` ask the Trainer to save checkpoints of its own).
         verbose: Tune's verbosity (0 silent .. 2).
     """
     import ray
@@ -197,6 +202,7 @@ def search_schedules(
                     scheduler=scheduler,
                     num_samples=searcher.max_trials,
                     max_concurrent_trials=max_concurrent_trials,
+                    trial_dirname_creator=trial_dirname,
                 ),
                 run_config=tune.RunConfig(
                     name=name, storage_path=storage, verbose=verbose, callbacks=list(callbacks)
@@ -212,6 +218,11 @@ def search_schedules(
         if started_ray:
             ray.shutdown()
     files = write_report(searcher, out)
+    asked = str(dict(training_args or {}).get("save_strategy", "no")).lower()
+    if not keep_checkpoints and asked.rsplit(".", 1)[-1] == "no":
+        removed = searcher.remove_checkpoints()
+        if removed:
+            logger.info("removed %d branch checkpoints (keep_checkpoints=False)", len(removed))
     try:
         rec = searcher.recommendation()
     except RuntimeError as exc:

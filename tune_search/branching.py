@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -36,6 +38,7 @@ __all__ = [
     "branch_source",
     "decode_checkpoints",
     "encode_checkpoints",
+    "remove_branch_checkpoints",
     "save_steps",
     "shared_steps",
     "world_reports",
@@ -120,6 +123,23 @@ def branch_pending(records: Iterable[Any], schedule: Schedule) -> bool:
         planned = max([planned, *useful])
     now = branch_source(records, schedule)
     return planned > (now[1] if now else 0)
+
+
+def remove_branch_checkpoints(records: Iterable[Any]) -> list[str]:
+    """Delete the checkpoints the search asked its trials to save for branches (``rec.planned``
+    of each TrialRecord), once no candidate will resume from them; returns the folders removed.
+    Only a folder named ``checkpoint-<k>`` for a planned k goes: any other checkpoint a trial
+    reported (a save the user's TrainingArguments asked for) stays, and so does a folder this
+    machine cannot see (another node's disk)."""
+    removed = []
+    for rec in records:
+        planned = set(rec.planned)
+        for k, where in sorted(rec.checkpoints.items()):
+            name = os.path.basename(os.path.normpath(where))
+            if k in planned and name == f"checkpoint-{k}" and os.path.isdir(where):
+                shutil.rmtree(where)
+                removed.append(where)
+    return removed
 
 
 def encode_checkpoints(saved: Sequence[tuple[int, str]]) -> str:

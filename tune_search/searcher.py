@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,13 @@ from ray.tune.search.variant_generator import _has_unresolved_values
 from hf_lrlaw.fit_result import Fit
 from hf_lrlaw.ranking import Ranking
 from hf_lrlaw.schedules import Schedule
+from hf_lrlaw.schedules.labels import schedule_label
+from tune_search.branching import BRANCH_KEY, remove_branch_checkpoints
 from tune_search.policy import FINISHED, Calibration, SearchPolicy
 from tune_search.records import CurveBook
 from tune_search.space import ScheduleSpace
 
-__all__ = ["LRLawSearcher"]
+__all__ = ["LRLawSearcher", "trial_dirname"]
 
 
 class LRLawSearcher(Searcher):
@@ -46,7 +49,7 @@ class LRLawSearcher(Searcher):
     .. code-block:: python
 
         from ray import tune
-        from tune_search import LRLawSearcher, LRLawStopper, ScheduleSpace
+        from tune_search import LRLawSearcher, LRLawStopper, ScheduleSpace, trial_dirname
         from tune_search.simulate import SimulatedWorld
 
         world = SimulatedWorld()
@@ -57,7 +60,8 @@ class LRLawSearcher(Searcher):
             world.trainable(metric="loss"),
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
                                         scheduler=LRLawStopper(searcher=searcher),
-                                        max_concurrent_trials=2),
+                                        max_concurrent_trials=2,
+                                        trial_dirname_creator=trial_dirname),
         )
         tuner.fit()
         print(searcher.recommendation()["text"])
@@ -370,3 +374,20 @@ class LRLawSearcher(Searcher):
 
     def summary(self) -> str:
         return self.policy.summary()
+
+    def remove_checkpoints(self) -> list[str]:
+        """Delete the checkpoints saved for branched cooldowns once the search is over (e.g.
+        after ``Trainer.hyperparameter_search``; ``search_schedules`` does it unless told to
+        keep them); returns the folders removed (see ``branching.remove_branch_checkpoints``)."""
+        return remove_branch_checkpoints(self.policy.book.records.values())
+
+
+def trial_dirname(trial: Any) -> str:
+    """A trial's folder name from its id and schedule, e.g. ``a1b2c_00003_wsd_lr=0.003_decay=0.2``
+    (``tune.TuneConfig(trial_dirname_creator=trial_dirname)``; Tune's default spells out the
+    whole config, a branch's checkpoint path included)."""
+    config = getattr(trial, "config", None) or {}
+    label = schedule_label(str(config.get("schedule", "")), width=48) if config else ""
+    label = re.sub(r"[^A-Za-z0-9=.+-]+", "_", label.replace("\u2026", "")).strip("_")
+    suffix = "_branch" if config.get(BRANCH_KEY) else ""
+    return "_".join(p for p in (str(trial.trial_id), label) if p) + suffix

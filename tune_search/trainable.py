@@ -31,6 +31,7 @@ from hf_lrlaw._extras import require
 require("tune_search.trainable (the HF Trainer per trial)", "hf", "torch", "transformers")
 
 from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
+from transformers.trainer_utils import HPSearchBackend  # noqa: E402
 
 from hf_lrlaw.schedules import Schedule, ScheduleError  # noqa: E402
 from hf_lrlaw.schedules.lambda_lr import ScheduleLambda  # noqa: E402
@@ -131,7 +132,8 @@ class ScheduleTrainer(Trainer):
         *args, **kwargs: as ``Trainer``.
 
     In ``hyperparameter_search(backend="ray")`` it also adds ``"step"`` (``global_step - 1``)
-    to what the Trainer reports to Tune, as :class:`~tune_search.LRLawSearcher` needs.
+    to what the Trainer reports to Tune, as :class:`~tune_search.LRLawSearcher` needs, and the
+    checkpoints it saved for branches (``CHECKPOINTS_KEY``), so that cooldowns resume from them.
     """
 
     def __init__(
@@ -147,6 +149,8 @@ class ScheduleTrainer(Trainer):
         self.lrlaw_stop_step: int | None = None
         self.lrlaw_save_steps: frozenset[int] = frozenset()
         self.max_steps_allowed = max_steps_allowed
+        self._lrlaw_checkpoints: list[tuple[int, str]] = []
+        self._lrlaw_last_report: dict[str, Any] | None = None
         self.add_callback(_ScheduleControl(self))
         if schedule is not None:
             self.set_schedule(schedule)
@@ -206,18 +210,44 @@ class ScheduleTrainer(Trainer):
             if resume_from_checkpoint is None and path is not None:
                 resume_from_checkpoint = path
             self.set_schedule(text, stop, saves, resumed=resume_from_checkpoint is not None)
+            self._lrlaw_checkpoints, self._lrlaw_last_report = [], None
         return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
 
     def _report_to_hp_search(self, trial, step, metrics):
-        # Tune gets "step" (the LossCurve index of this eval); the objective must not see it.
+        # Tune gets "step" (the LossCurve index of this eval) and the branch checkpoints saved
+        # so far; the objective must see neither.
         compute = getattr(self, "compute_objective", None)
         if self.hp_search_backend is None or trial is None or compute is None:
             return super()._report_to_hp_search(trial, step, metrics)
-        self.compute_objective = lambda m: compute({k: v for k, v in m.items() if k != "step"})
+        own = ("step", CHECKPOINTS_KEY)
+        self.compute_objective = lambda m: compute({k: v for k, v in m.items() if k not in own})
+        report = {**metrics, "step": step - 1}
+        saved = [(k, w) for k, w in self._lrlaw_checkpoints if os.path.isdir(w)]
+        if saved:
+            report[CHECKPOINTS_KEY] = encode_checkpoints(saved)
         try:
-            return super()._report_to_hp_search(trial, step, {**metrics, "step": step - 1})
+            super()._report_to_hp_search(trial, step, report)
         finally:
             self.compute_objective = compute
+        self._lrlaw_last_report = {**report, "objective": self.objective}
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.hp_search_backend != HPSearchBackend.RAY or trial is None:
+            return
+        where = os.path.join(
+            self._get_output_dir(trial), f"{CHECKPOINT_PREFIX}-{self.state.global_step}"
+        )
+        if not self.args.should_save or not os.path.isdir(where):
+            return
+        self._lrlaw_checkpoints.append((self.state.global_step, os.path.abspath(where)))
+        if self._lrlaw_last_report is not None:
+            # the eval at this step was reported before the save: tell the search now, as
+            # TuneReportCallback.on_save does, so that a waiting cooldown can branch at once
+            from ray import tune
+
+            saved = [(k, w) for k, w in self._lrlaw_checkpoints if os.path.isdir(w)]
+            tune.report({**self._lrlaw_last_report, CHECKPOINTS_KEY: encode_checkpoints(saved)})
 
 
 class TuneReportCallback(TrainerCallback):
@@ -273,8 +303,9 @@ class TuneReportCallback(TrainerCallback):
         for key in self.extra:
             if key in source and key not in result:
                 result[key] = source[key]
-        if self.checkpoints:
-            result[CHECKPOINTS_KEY] = encode_checkpoints(self.checkpoints)
+        saved = [(k, w) for k, w in self.checkpoints if os.path.isdir(w)]  # (save_total_limit)
+        if saved:
+            result[CHECKPOINTS_KEY] = encode_checkpoints(saved)
         if self._last is None or self._last["step"] != result["step"]:
             self.reported.append((result["step"], result[self.metric]))
         self._last = result
