@@ -62,6 +62,7 @@ class Optimum:
     evaluations: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    idle: float = 0.0  # the share of steps after warmup at the floor LR (IDLE_SHARE: a note)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; ``schedule`` is the text :meth:`Schedule.parse` reads back exactly."""
@@ -96,6 +97,7 @@ class Optimum:
                 "evaluations": self.evaluations,
                 "seconds": self.seconds,
                 "notes": list(self.notes),
+                "idle": self.idle,
             }
         )
 
@@ -288,6 +290,7 @@ def optimize(
         evaluations=evaluations,
         seconds=time.perf_counter() - t0,
         notes=notes,
+        idle=idle,
     )
 
 

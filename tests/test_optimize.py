@@ -13,7 +13,7 @@ import hf_lrlaw
 from hf_lrlaw import FitError, LossCurve, Schedule, datasets, get_law
 from hf_lrlaw.cli import main
 from hf_lrlaw.laws.gradients import final_loss_gradient, has_gradient
-from hf_lrlaw.optimum import knot_positions
+from hf_lrlaw.optimum import MIN_RATIO, knot_positions
 
 PNG = b"\x89PNG\r\n\x1a\n"
 T = 6000  # steps of the optimised runs here: the fits are of 24k-step runs, the shape is what counts
@@ -160,6 +160,23 @@ def test_momentum_optimum_notes_its_time_at_the_floor(momentum_fit):
     assert found.predicted <= found.baseline.predicted + 1e-7
     idle = np.mean(found.schedule.lrs()[W:] <= 3e-7 * 1.01)
     assert (idle >= 0.05) == any("at its floor" in n for n in found.notes)
+
+
+def test_a_search_offers_no_optimum_that_idles_at_its_floor(momentum_fit, multipower_fit):
+    from tune_search.optima import law_optima
+
+    p = 3e-4
+    grid = [Schedule.wsd(p, T, warmup_steps=W, decay_fraction=f) for f in (0.1, 0.2, 0.3)]
+    grid.append(Schedule.cosine(p, T, warmup_steps=W))
+    idling = hf_lrlaw.optimize(momentum_fit, total_steps=T, warmup_steps=W, candidates=grid)
+    assert idling.idle >= 0.05 and idling.idle == pytest.approx(
+        np.mean(idling.schedule.lrs()[W:] <= MIN_RATIO * p * 1.01)
+    )
+    found, notes = law_optima(momentum_fit, grid)
+    assert found == [] and len(notes) == 1
+    assert f"{idling.idle:.0%} of the run after warmup at its floor" in notes[0]
+    found, notes = law_optima(multipower_fit, grid)  # a decay to the floor, not an idle
+    assert len(found) == 1 and notes == [] and found[0].kind == "piecewise"
 
 
 def test_bad_constraints_raise_or_are_noted(multipower_fit):

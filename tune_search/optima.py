@@ -5,7 +5,9 @@ predicts best at each horizon of the space (its warmup, its peak LR or, for a la
 the peak LR, the space's range of them, and no lower a final LR than the space's lowest; the
 space's schedules at that peak are its comparison, :func:`hf_lrlaw.optimize`'s check that the
 law is not exploited), and ranks it with the grid: when it leads, it runs for real like any
-candidate.
+candidate. An optimum that idles at its floor LR (``Optimum.idle`` >= ``IDLE_SHARE``: the momentum
+law's cliff-and-idle shape, which lost by 0.064 nats to the best grid schedule when trained on
+the demo's model, bench/RESULTS.md) is not offered: a full run would be spent on an artefact.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Sequence
 
 from hf_lrlaw.fit_result import Fit, FitError
 from hf_lrlaw.laws import carries_peak_lr
-from hf_lrlaw.optimum import MIN_RATIO, optimize, shape_text
+from hf_lrlaw.optimum import IDLE_SHARE, MIN_RATIO, optimize, shape_text
 from hf_lrlaw.schedules import Schedule
 from hf_lrlaw.schedules.labels import schedule_label
 
@@ -42,20 +44,27 @@ def law_optima(fit: Fit, candidates: Sequence[Schedule]) -> tuple[list[Schedule]
         top = [m for m in members if m.peak_lr == high]
         lowest = min(float(m.lrs()[-1]) for m in top)
         try:
-            found.append(
-                optimize(
-                    fit,
-                    total_steps=total,
-                    peak_lr=peak,
-                    warmup_steps=warmup,
-                    warmup_shape=shape,
-                    warmup_start_ratio=start,
-                    final_lr=lowest if lowest > MIN_RATIO * high else None,
-                    candidates=top,
-                ).schedule
+            best = optimize(
+                fit,
+                total_steps=total,
+                peak_lr=peak,
+                warmup_steps=warmup,
+                warmup_shape=shape,
+                warmup_start_ratio=start,
+                final_lr=lowest if lowest > MIN_RATIO * high else None,
+                candidates=top,
             )
         except (FitError, ValueError, FloatingPointError) as exc:
             notes.append(f"no law optimum for {total} steps (warmup {warmup}): {exc}")
+            continue
+        if best.idle >= IDLE_SHARE:
+            notes.append(
+                f"the {fit.law} law's optimum for {total} steps is not offered: it spends "
+                f"{best.idle:.0%} of the run after warmup at its floor LR, training the law "
+                "credits and real runs do not show (fit law='multipower' for optima)"
+            )
+            continue
+        found.append(best.schedule)
     return found, notes
 
 

@@ -140,7 +140,8 @@ class LRLawSearcher(Searcher):
         optimized: add the law's own optimal schedule (:func:`hf_lrlaw.optimize`, a
             piecewise-linear schedule) at each horizon of the space to the candidates, refitted
             with the law until it has run (:mod:`tune_search.optima`); it runs for real when
-            it ranks best, like any candidate.
+            it ranks best, like any candidate. An optimum that idles at its floor LR (the
+            momentum law's artefact) is left out, with a note.
     """
 
     def __init__(
