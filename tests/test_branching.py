@@ -211,14 +211,36 @@ def test_the_search_stops_on_its_own_before_top_k_and_within_max_compute():
         _searcher(world, space, pilot, max_compute=0)
 
 
-@pytest.mark.usefixtures("local_ray", "one_torch_thread")
-def test_a_search_branches_real_trainer_runs_through_tune(tmp_path):
-    from tune_search import search_schedules
-
+def _tiny_branch_search():
+    """Data, horizon, a constant pilot and two cooldowns that can branch from it, at 30 steps."""
     train, val = byte_datasets(seq_len=SEQ, eval_chunks=8)
     peak, total, warm = 3e-3, 30, 3
     pilot = Schedule.constant(peak, total, warmup_steps=warm)
     space = [Schedule.wsd(peak, total, warmup_steps=warm, decay_fraction=f) for f in (0.2, 0.4)]
+    return train, val, total, pilot, space
+
+
+def _assert_branched_runs_continue_their_parents(recs, total, removed):
+    """Each branched record resumed from its parent's checkpoint-k (gone once the search is
+    over when ``removed``), its evals continue the parent's on the same cadence (every 3
+    steps), and it paid only for the steps after k; returns those records."""
+    kids = [r for r in recs.values() if r.branch is not None]
+    assert kids
+    for rec in kids:
+        parent, k = rec.branch
+        where = recs[parent].checkpoints[k]
+        assert where.endswith(f"checkpoint-{k}") and os.path.exists(where) != removed
+        assert os.path.isdir(os.path.dirname(where))
+        assert rec.steps[0] == 3 * (k // 3 + 1) - 1 and rec.steps[-1] == total - 1
+        assert rec.compute == total - k
+    return kids
+
+
+@pytest.mark.usefixtures("local_ray", "one_torch_thread")
+def test_a_search_branches_real_trainer_runs_through_tune(tmp_path):
+    from tune_search import search_schedules
+
+    train, val, total, pilot, space = _tiny_branch_search()
     result = search_schedules(
         model_init=lambda: tiny_gpt2(seq_len=SEQ),
         train_dataset=train,
@@ -236,18 +258,8 @@ def test_a_search_branches_real_trainer_runs_through_tune(tmp_path):
         lrlaw_callback=False,
     )
     recs = result.searcher.book.records
-    kids = [r for r in recs.values() if r.branch is not None]
-    assert kids, result.searcher.log  # (the law may stop after the first: it is the best)
-    for rec in kids:
-        parent, k = rec.branch
-        where = recs[parent].checkpoints[k]
-        # the search is over: its branch checkpoints are gone (keep_checkpoints=False), the
-        # trial's folder stays
-        assert where.endswith(f"checkpoint-{k}") and not os.path.exists(where)
-        assert os.path.isdir(os.path.dirname(where))
-        # its evals continue the parent's: the first after the checkpoint, on the same cadence
-        assert rec.steps[0] == 3 * (k // 3 + 1) - 1 and rec.steps[-1] == total - 1
-        assert rec.compute == total - k
+    # the search is over: its branch checkpoints are gone (keep_checkpoints=False)
+    _assert_branched_runs_continue_their_parents(recs, total, removed=True)
     trials = json.loads((tmp_path / "search" / "trials.json").read_text())
     assert sum(t["compute"] for t in trials) == result.searcher.compute_steps
     # trial folders are named for the trial and its schedule, not for the whole config
@@ -263,10 +275,7 @@ def test_a_search_branches_real_trainer_runs_through_tune(tmp_path):
 def test_hyperparameter_search_branches_from_the_checkpoints_it_reports(tmp_path):
     from tune_search import LRLawSearcher
 
-    train, val = byte_datasets(seq_len=SEQ, eval_chunks=8)
-    peak, total, warm = 3e-3, 30, 3
-    pilot = Schedule.constant(peak, total, warmup_steps=warm)
-    space = [Schedule.wsd(peak, total, warmup_steps=warm, decay_fraction=f) for f in (0.2, 0.4)]
+    train, val, total, pilot, space = _tiny_branch_search()
     searcher = LRLawSearcher(
         space,
         metric="eval_loss",
@@ -301,14 +310,7 @@ def test_hyperparameter_search_branches_from_the_checkpoints_it_reports(tmp_path
     recs = searcher.book.records
     pilot_rec = next(r for r in recs.values() if r.role == "pilot")
     assert sorted(pilot_rec.checkpoints) == sorted(pilot_rec.planned) and pilot_rec.planned
-    kids = [r for r in recs.values() if r.branch is not None]
-    assert kids, searcher.log
-    for rec in kids:
-        parent, k = rec.branch
-        where = recs[parent].checkpoints[k]
-        assert os.path.isdir(where) and where.endswith(f"checkpoint-{k}")
-        assert rec.steps[0] == 3 * (k // 3 + 1) - 1 and rec.steps[-1] == total - 1
-        assert rec.compute == total - k
+    kids = _assert_branched_runs_continue_their_parents(recs, total, removed=False)
     assert searcher.compute_steps == total + sum(total - r.branch[1] for r in kids)
 
     # once it is over, the checkpoints saved for branches can go; one the user saved stays
