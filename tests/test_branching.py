@@ -360,6 +360,23 @@ def test_a_pilot_waits_for_the_checkpoint_it_branches_from_and_a_repeat_measures
     write_report(searcher, tmp_path, figure=False)
     report = (tmp_path / "report.md").read_text()
     assert "Run-to-run noise: `constant(" in report and "finished 2 times" in report
-    assert "The recommendation beats the best full-length pilot" in report
+    (verdict,) = [line for line in report.splitlines() if line.startswith("The recommendation ")]
+    assert "full-length pilot" in verdict or "is a pilot" in verdict
     with pytest.raises(ValueError, match=r"pilots\[1\] must be a schedule or \(schedule"):
         LRLawSearcher(space, pilots=[pilot, (pilot, 1)])
+
+
+def test_the_report_calls_a_win_over_the_pilot_only_beyond_the_noise_by_both_measures():
+    from tune_search.report import pilot_verdict
+
+    def verdict(gain, raw, spread=0.0014):
+        return pilot_verdict("`wsd`, 1.8346", gain, raw, 1.8346, spread)
+
+    # the demo's run of 2026-12-03: ahead by the noise-averaged losses, behind by the last ones
+    assert verdict(0.0020, -0.0019).startswith("The recommendation is level with")
+    assert verdict(0.0010, 0.0012).startswith("The recommendation is level with")
+    won = verdict(0.0030, 0.0025)
+    assert won.startswith("The recommendation beats") and "2.1x the run-to-run spread" in won
+    assert verdict(-0.0030, -0.0020).startswith("The recommendation finished behind")
+    assert "no repeated run" in verdict(0.001, 0.001, None) and "beats" in verdict(0.001, 0.001, None)
+    assert "level with" in verdict(0.001, -0.001, None)

@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             f"lr_scheduler_kwargs={hf['lr_scheduler_kwargs']!r}, ...)"
         )
     for line in report.read_text().splitlines():
-        if line.startswith(("Run-to-run noise", "The recommendation beats", "Search finished")):
+        if line.startswith(("Run-to-run noise", "The recommendation", "Search finished")):
             print(line)
     if result.ranking is not None:
         print("\n" + result.ranking.to_markdown(10))

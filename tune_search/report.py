@@ -291,17 +291,36 @@ def _noise_lines(searcher: LRLawSearcher, rec: dict[str, Any] | None) -> list[st
     if rec is not None and rec["source"] == "finished run" and pilots:
         book = searcher.book
         best = min(pilots, key=lambda r: book.smoothed_final(r) or r.final_loss)
+        if rec["trial_id"] in {p.trial_id for p in pilots}:
+            lines += ["", f"The recommendation is a pilot (`{_short_text(str(rec['schedule']))}`): no "
+                      "candidate run finished below it."]  # fmt: skip
+            return lines
         base = book.smoothed_final(best) or best.final_loss
         gain, raw = base - rec["final_loss"], best.final_loss - rec["last_loss"]
-        times = f", {gain / spread:.1f}x the run-to-run spread" if spread else ""
-        lines += [
-            "",
-            f"The recommendation beats the best full-length pilot "
-            f"(`{_short_text(best.schedule)}`, {_fmt(base)}) by {gain:.4f} "
-            f"({gain / base:.2%}{times}; noise-averaged final losses, as the search compares "
-            f"them; by the last reported losses, {raw:.4f}).",
-        ]
+        lines += ["", pilot_verdict(f"`{_short_text(best.schedule)}`, {_fmt(base)}", gain, raw,
+                                    base, spread)]  # fmt: skip
     return lines
+
+
+def pilot_verdict(pilot: str, gain: float, raw: float, base: float, spread: float | None) -> str:
+    """The recommendation against the best full-length pilot: a win only when its margin
+    exceeds the measured run-to-run spread by both measures, the noise-averaged final losses
+    the search compares (``gain``) and the last reported ones (``raw``); else level or behind."""
+    both = f"{gain:+.4f} noise-averaged, {raw:+.4f} by the last reported losses"
+    if spread is None:
+        if min(gain, raw) > 0:
+            return (f"The recommendation beats the best full-length pilot ({pilot}) by {both} "
+                    "(no repeated run measured the run-to-run noise).")  # fmt: skip
+        return (f"The recommendation is level with the best full-length pilot ({pilot}): "
+                f"{both} (no repeated run measured the run-to-run noise).")  # fmt: skip
+    if min(gain, raw) > spread:
+        return (f"The recommendation beats the best full-length pilot ({pilot}) by {gain:.4f} "
+                f"({gain / base:.2%}, {gain / spread:.1f}x the run-to-run spread; {both}).")  # fmt: skip
+    if max(gain, raw) < -spread:
+        return (f"The recommendation finished behind the best full-length pilot ({pilot}): "
+                f"{both}, beyond the run-to-run spread {spread:.4f}.")  # fmt: skip
+    return (f"The recommendation is level with the best full-length pilot ({pilot}): {both}, "
+            f"not beyond the run-to-run spread {spread:.4f} by both.")  # fmt: skip
 
 
 def plot_search(searcher: LRLawSearcher, path: str | Path, top: int = 4) -> Path:
