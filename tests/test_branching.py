@@ -378,5 +378,7 @@ def test_the_report_calls_a_win_over_the_pilot_only_beyond_the_noise_by_both_mea
     won = verdict(0.0030, 0.0025)
     assert won.startswith("The recommendation beats") and "2.1x the run-to-run spread" in won
     assert verdict(-0.0030, -0.0020).startswith("The recommendation finished behind")
-    assert "no repeated run" in verdict(0.001, 0.001, None) and "beats" in verdict(0.001, 0.001, None)
+    assert "no repeated run" in verdict(0.001, 0.001, None) and "beats" in verdict(
+        0.001, 0.001, None
+    )
     assert "level with" in verdict(0.001, -0.001, None)
