@@ -258,8 +258,11 @@ def test_a_search_branches_real_trainer_runs_through_tune(tmp_path):
         lrlaw_callback=False,
     )
     recs = result.searcher.book.records
-    # the search is over: its branch checkpoints are gone (keep_checkpoints=False)
+    # the search is over: its branch checkpoints are gone (keep_checkpoints=False), both the
+    # trials' own and the copies Tune synced to the experiment folder
     _assert_branched_runs_continue_their_parents(recs, total, removed=True)
+    assert list(Path(result.experiment_path).rglob("checkpoint-*")) == []
+    assert list(Path(result.experiment_path).rglob("*.safetensors")) == []
     trials = json.loads((tmp_path / "search" / "trials.json").read_text())
     assert sum(t["compute"] for t in trials) == result.searcher.compute_steps
     # trial folders are named for the trial and its schedule, not for the whole config

@@ -79,7 +79,9 @@ def test_two_processes_record_what_one_process_records(runs):
     # it (the two runs' predictions are not compared: a 40-step fit moves with a 1e-7 change
     # in its losses, since L-BFGS-B from the same start lands in another basin)
     curve = LossCurve(a["lrs"], a["steps"], a["losses"], windows=a["windows"])
-    refit = fit(curve.trained(), law="auto", prior="default", max_points=256)  # its defaults
+    options = mine["callback"]  # the fit options the callback recorded with its run
+    kwargs = {"max_points": options["max_fit_points"], **options["fit_kwargs"]}
+    refit = fit(curve.trained(), law=options["law"], **kwargs)
     (expected,), _, _ = refit.predict_interval(np.asarray(a["lrs"]), [len(a["lrs"]) - 1])
     assert mine["prediction"]["final_loss"] == pytest.approx(expected, rel=1e-9)
     assert mine["fit"]["params"] == pytest.approx(refit.params, rel=1e-9)

@@ -220,7 +220,7 @@ def search_schedules(
     files = write_report(searcher, out)
     asked = str(dict(training_args or {}).get("save_strategy", "no")).lower()
     if not keep_checkpoints and asked.rsplit(".", 1)[-1] == "no":
-        removed = searcher.remove_checkpoints()
+        removed = searcher.remove_checkpoints(experiment)
         if removed:
             logger.info("removed %d branch checkpoints (keep_checkpoints=False)", len(removed))
     try:

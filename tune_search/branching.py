@@ -125,21 +125,36 @@ def branch_pending(records: Iterable[Any], schedule: Schedule) -> bool:
     return planned > (now[1] if now else 0)
 
 
-def remove_branch_checkpoints(records: Iterable[Any]) -> list[str]:
+def remove_branch_checkpoints(records: Iterable[Any], mirrors: Sequence[str] = ()) -> list[str]:
     """Delete the checkpoints the search asked its trials to save for branches (``rec.planned``
     of each TrialRecord), once no candidate will resume from them; returns the folders removed.
-    Only a folder named ``checkpoint-<k>`` for a planned k goes: any other checkpoint a trial
-    reported (a save the user's TrainingArguments asked for) stays, and so does a folder this
-    machine cannot see (another node's disk)."""
+    ``mirrors``: folders that hold copies of the trial folders (Tune syncs a trial's working
+    folder to its experiment folder in ``storage_path``): the copy of each such checkpoint goes
+    too. Only a folder named ``checkpoint-<k>`` for a planned k goes: any other checkpoint a
+    trial reported (a save the user's TrainingArguments asked for) stays, and so does a folder
+    this machine cannot see (another node's disk)."""
     removed = []
     for rec in records:
         planned = set(rec.planned)
         for k, where in sorted(rec.checkpoints.items()):
-            name = os.path.basename(os.path.normpath(where))
-            if k in planned and name == f"checkpoint-{k}" and os.path.isdir(where):
-                shutil.rmtree(where)
-                removed.append(where)
+            if k not in planned or os.path.basename(os.path.normpath(where)) != f"checkpoint-{k}":
+                continue
+            for path in [where, *_mirrored(where, rec.trial_id, mirrors)]:
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                    removed.append(path)
     return removed
+
+
+def _mirrored(where: str, trial_id: str, mirrors: Sequence[str]) -> list[str]:
+    """``where``'s copies under ``mirrors``: its path from the trial's folder (the first folder
+    whose name holds the trial id) on, below each mirror."""
+    parts = os.path.normpath(where).split(os.sep)
+    at = next((i for i, p in enumerate(parts[:-1]) if trial_id and trial_id in p), None)
+    if at is None:
+        return []
+    found = [os.path.join(m, *parts[at:]) for m in mirrors]
+    return [f for f in found if os.path.normpath(f) != os.path.normpath(where)]
 
 
 def encode_checkpoints(saved: Sequence[tuple[int, str]]) -> str:

@@ -376,11 +376,18 @@ class LRLawSearcher(Searcher):
     def summary(self) -> str:
         return self.policy.summary()
 
-    def remove_checkpoints(self) -> list[str]:
+    def remove_checkpoints(
+        self, experiment_path: str | os.PathLike[str] | None = None
+    ) -> list[str]:
         """Delete the checkpoints saved for branched cooldowns once the search is over (e.g.
         after ``Trainer.hyperparameter_search``; ``search_schedules`` does it unless told to
-        keep them); returns the folders removed (see ``branching.remove_branch_checkpoints``)."""
-        return remove_branch_checkpoints(self.policy.book.records.values())
+        keep them), and their copies in ``experiment_path`` (a local Tune experiment folder,
+        e.g. ``ResultGrid.experiment_path``); returns the folders removed (see
+        ``branching.remove_branch_checkpoints``)."""
+        mirrors = [] if experiment_path is None else [os.fspath(experiment_path)]
+        if any("://" in m for m in mirrors):
+            mirrors = []  # remote storage: Tune's own business
+        return remove_branch_checkpoints(self.policy.book.records.values(), mirrors)
 
 
 def trial_dirname(trial: Any) -> str:
