@@ -13,6 +13,7 @@ import pytest
 from transformers import TrainingArguments
 
 from hf_lrlaw import Schedule
+from hf_lrlaw.optimum import family
 from hf_lrlaw.testing import byte_datasets, tiny_gpt2
 from tune_search.branching import (
     BRANCH_KEY,
@@ -23,6 +24,7 @@ from tune_search.branching import (
     save_steps,
     shared_steps,
 )
+from tune_search.report import family_leaders
 from tune_search.trainable import ScheduleTrainer
 
 SEQ = 64
@@ -364,6 +366,14 @@ def test_a_pilot_waits_for_the_checkpoint_it_branches_from_and_a_repeat_measures
     report = (tmp_path / "report.md").read_text()
     assert "Run-to-run noise: `constant(" in report and "finished 2 times" in report
     (verdict,) = [line for line in report.splitlines() if line.startswith("The recommendation ")]
+    # the best of each family: one row per kind and shape, each its family's best-ranked
+    ranking = searcher.ranking()
+    leaders = family_leaders(ranking)
+    assert sorted(family(r.schedule) for r in leaders) == ["cosine", "wsd linear"]
+    assert [r.rank for r in leaders] == sorted(r.rank for r in leaders)
+    for r in leaders:
+        assert r is next(x for x in ranking if family(x.schedule) == family(r.schedule))
+    assert "Best of each family" in report and f"| {leaders[-1].rank} | `" in report
     assert "full-length pilot" in verdict or "is a pilot" in verdict
     with pytest.raises(ValueError, match=r"pilots\[1\] must be a schedule or \(schedule"):
         LRLawSearcher(space, pilots=[pilot, (pilot, 1)])

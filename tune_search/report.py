@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hf_lrlaw.files import json_ready, write_atomic, write_json
+from hf_lrlaw.optimum import family
+from hf_lrlaw.ranking import Ranked, Ranking
 from hf_lrlaw.schedules import Schedule, ScheduleError
 from tune_search.policy import PRIOR_MODEL_ERROR
 
@@ -243,6 +246,15 @@ def write_report(
             "",
             _short_text(ranking.to_markdown(top)),
         ]
+        leaders = family_leaders(ranking)
+        if len(leaders) > 1:
+            lines += [
+                "",
+                "Best of each family (kind and decay shape): the top of a ranking is often one "
+                "family's near-duplicates.",
+                "",
+                _short_text(replace(ranking, rows=leaders).to_markdown(len(leaders))),
+            ]
     if fit is not None:
         lines += ["", "## Fit", "", "```", fit.summary(), "```"]
     msgs = searcher.messages
@@ -252,6 +264,16 @@ def write_report(
         lines += ["", "## Curves", "", f"![predicted vs actual]({paths['figure'].name})"]
     paths["report"] = write_atomic(out / "report.md", "\n".join(lines) + "\n")
     return paths
+
+
+def family_leaders(ranking: Ranking) -> list[Ranked]:
+    """The best-ranked valid candidate of each schedule family (``hf_lrlaw.optimum.family``),
+    best first."""
+    seen: dict[str, Ranked] = {}
+    for row in ranking:
+        if row.valid:
+            seen.setdefault(family(row.schedule), row)
+    return list(seen.values())
 
 
 def run_noise(searcher: LRLawSearcher) -> tuple[str, list[float]] | None:
