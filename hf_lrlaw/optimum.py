@@ -22,11 +22,19 @@ from hf_lrlaw.files import json_ready
 from hf_lrlaw.fit_result import Fit, FitError
 from hf_lrlaw.laws import carries_peak_lr
 from hf_lrlaw.laws.gradients import final_loss_gradient, has_gradient
-from hf_lrlaw.ranking import Ranked, final_draws, rank
+from hf_lrlaw.ranking import Ranked, Ranking, final_draws, rank
 from hf_lrlaw.schedules import Schedule, ScheduleError, span, warmup_ramp
 from hf_lrlaw.schedules.labels import schedule_label
 
-__all__ = ["Optimum", "default_candidates", "family", "knot_positions", "optimize", "shape_text"]
+__all__ = [
+    "Optimum",
+    "default_candidates",
+    "family",
+    "family_leaders",
+    "knot_positions",
+    "optimize",
+    "shape_text",
+]
 
 KNOTS = 48
 MAX_DECAY = 40.0  # bound of each knot's log-decrement: exp(-40) is an LR of zero here
@@ -52,9 +60,8 @@ class Optimum:
     high: float
     level: float
     baseline: Ranked | None
-    grid: list[
-        Ranked
-    ]  # the best grid schedule of each family (cosine, WSD-linear, ...), best first
+    # the best grid schedule of each family (cosine, WSD-linear, ...), best first
+    grid: list[Ranked]
     gain: float
     prob_better: float
     converged: bool
@@ -256,10 +263,7 @@ def optimize(
         if grid:
             ranking = rank(fit, grid, level=level, n_samples=n_samples, noise=False)
             baseline = ranking.best
-            by_family = list(
-                {family(r.schedule): r for r in reversed(ranking.rows) if r.valid}.values()
-            )
-            by_family.sort(key=lambda r: r.predicted)
+            by_family = family_leaders(ranking)
             _, _, _, draws = final_draws(fit, [schedule, baseline.schedule], level, n_samples)
             gain = float(baseline.predicted - mean[0])
             prob = float(np.mean(draws[:, 0] < draws[:, 1]))
@@ -352,6 +356,16 @@ def family(schedule: Schedule) -> str:
     """A schedule's kind and decay shape (``wsd 1-sqrt``): what the grid's best is kept per."""
     shape = schedule.param("decay_shape") if schedule.kind == "wsd" else None
     return f"{schedule.kind} {shape}" if shape else schedule.kind
+
+
+def family_leaders(ranking: Ranking) -> list[Ranked]:
+    """The best-ranked valid candidate of each :func:`family`, best first: the top of a ranking
+    is often one family's near-duplicates."""
+    seen: dict[str, Ranked] = {}
+    for row in ranking:
+        if row.valid:
+            seen.setdefault(family(row.schedule), row)
+    return list(seen.values())
 
 
 def default_candidates(like: Schedule, final_lr: float = 0.0) -> list[Schedule]:

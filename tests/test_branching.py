@@ -13,7 +13,7 @@ import pytest
 from transformers import TrainingArguments
 
 from hf_lrlaw import Schedule
-from hf_lrlaw.optimum import family
+from hf_lrlaw.optimum import family, family_leaders
 from hf_lrlaw.testing import byte_datasets, tiny_gpt2
 from tune_search.branching import (
     BRANCH_KEY,
@@ -24,7 +24,6 @@ from tune_search.branching import (
     save_steps,
     shared_steps,
 )
-from tune_search.report import family_leaders
 from tune_search.trainable import ScheduleTrainer
 
 SEQ = 64

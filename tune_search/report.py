@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hf_lrlaw.files import json_ready, write_atomic, write_json
-from hf_lrlaw.optimum import family
-from hf_lrlaw.ranking import Ranked, Ranking
+from hf_lrlaw.optimum import family_leaders
 from hf_lrlaw.schedules import Schedule, ScheduleError
 from tune_search.policy import PRIOR_MODEL_ERROR
 
@@ -266,16 +265,6 @@ def write_report(
     return paths
 
 
-def family_leaders(ranking: Ranking) -> list[Ranked]:
-    """The best-ranked valid candidate of each schedule family (``hf_lrlaw.optimum.family``),
-    best first."""
-    seen: dict[str, Ranked] = {}
-    for row in ranking:
-        if row.valid:
-            seen.setdefault(family(row.schedule), row)
-    return list(seen.values())
-
-
 def run_noise(searcher: LRLawSearcher) -> tuple[str, list[float]] | None:
     """A schedule that finished more than once (a pilot repeated with another seed) and its
     final losses: the run-to-run noise of this setup. None if none did."""
@@ -311,12 +300,12 @@ def _noise_lines(searcher: LRLawSearcher, rec: dict[str, Any] | None) -> list[st
         and r.total_steps == horizon
     ]
     if rec is not None and rec["source"] == "finished run" and pilots:
-        book = searcher.book
-        best = min(pilots, key=lambda r: book.smoothed_final(r) or r.final_loss)
         if rec["trial_id"] in {p.trial_id for p in pilots}:
             lines += ["", f"The recommendation is a pilot (`{_short_text(str(rec['schedule']))}`): no "
                       "candidate run finished below it."]  # fmt: skip
             return lines
+        book = searcher.book
+        best = min(pilots, key=lambda r: book.smoothed_final(r) or r.final_loss)
         base = book.smoothed_final(best) or best.final_loss
         gain, raw = base - rec["final_loss"], best.final_loss - rec["last_loss"]
         lines += ["", pilot_verdict(f"`{_short_text(best.schedule)}`, {_fmt(base)}", gain, raw,
@@ -330,19 +319,18 @@ def pilot_verdict(pilot: str, gain: float, raw: float, base: float, spread: floa
     the search compares (``gain``) and the last reported ones (``raw``); else level or behind."""
     both = f"{gain:+.4f} noise-averaged, {raw:+.4f} by the last reported losses"
     if spread is None:
-        if min(gain, raw) > 0:
-            return (f"The recommendation beats the best full-length pilot ({pilot}) by {both} "
-                    "(no repeated run measured the run-to-run noise).")  # fmt: skip
-        return (f"The recommendation is level with the best full-length pilot ({pilot}): "
-                f"{both} (no repeated run measured the run-to-run noise).")  # fmt: skip
-    if min(gain, raw) > spread:
+        limit, noise = 0.0, "no repeated run measured the run-to-run noise"
+    else:
+        limit, noise = spread, f"the run-to-run spread is {spread:.4f}"
+    if min(gain, raw) > limit:
+        times = f", {gain / spread:.1f}x the run-to-run spread" if spread else ""
         return (f"The recommendation beats the best full-length pilot ({pilot}) by {gain:.4f} "
-                f"({gain / base:.2%}, {gain / spread:.1f}x the run-to-run spread; {both}).")  # fmt: skip
-    if max(gain, raw) < -spread:
+                f"({gain / base:.2%}{times}; {both}; {noise}).")  # fmt: skip
+    if max(gain, raw) < -limit:
         return (f"The recommendation finished behind the best full-length pilot ({pilot}): "
-                f"{both}, beyond the run-to-run spread {spread:.4f}.")  # fmt: skip
-    return (f"The recommendation is level with the best full-length pilot ({pilot}): {both}, "
-            f"not beyond the run-to-run spread {spread:.4f} by both.")  # fmt: skip
+                f"{both}; {noise}.")  # fmt: skip
+    return (f"The recommendation is level with the best full-length pilot ({pilot}): {both}; "
+            f"{noise}.")  # fmt: skip
 
 
 def plot_search(searcher: LRLawSearcher, path: str | Path, top: int = 4) -> Path:

@@ -222,7 +222,7 @@ class ScheduleTrainer(Trainer):
         own = ("step", CHECKPOINTS_KEY)
         self.compute_objective = lambda m: compute({k: v for k, v in m.items() if k not in own})
         report = {**metrics, "step": step - 1}
-        saved = [(k, w) for k, w in self._lrlaw_checkpoints if os.path.isdir(w)]
+        saved = _existing(self._lrlaw_checkpoints)
         if saved:
             report[CHECKPOINTS_KEY] = encode_checkpoints(saved)
         try:
@@ -246,8 +246,8 @@ class ScheduleTrainer(Trainer):
             # TuneReportCallback.on_save does, so that a waiting cooldown can branch at once
             from ray import tune
 
-            saved = [(k, w) for k, w in self._lrlaw_checkpoints if os.path.isdir(w)]
-            tune.report({**self._lrlaw_last_report, CHECKPOINTS_KEY: encode_checkpoints(saved)})
+            saved = encode_checkpoints(_existing(self._lrlaw_checkpoints))
+            tune.report({**self._lrlaw_last_report, CHECKPOINTS_KEY: saved})
 
 
 class TuneReportCallback(TrainerCallback):
@@ -303,13 +303,18 @@ class TuneReportCallback(TrainerCallback):
         for key in self.extra:
             if key in source and key not in result:
                 result[key] = source[key]
-        saved = [(k, w) for k, w in self.checkpoints if os.path.isdir(w)]  # (save_total_limit)
+        saved = _existing(self.checkpoints)
         if saved:
             result[CHECKPOINTS_KEY] = encode_checkpoints(saved)
         if self._last is None or self._last["step"] != result["step"]:
             self.reported.append((result["step"], result[self.metric]))
         self._last = result
         tune.report(result)
+
+
+def _existing(saved: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
+    """The checkpoints of ``saved`` still on disk (``save_total_limit`` rotates old ones out)."""
+    return [(k, w) for k, w in saved if os.path.isdir(w)]
 
 
 def _lrlaw_callback(options: Mapping[str, Any] | None) -> Any | None:

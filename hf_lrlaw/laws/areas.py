@@ -6,6 +6,8 @@ with cumulative sums and a first-order linear filter; none loops over steps in P
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy.signal import lfilter
 
@@ -131,10 +133,15 @@ def _bin_starts(
     """
     level, chunk = _distance_fields(dist, max_len)
     lr_band = np.floor(log_band / np.log(1.05)).astype(np.int64)
-    new = np.ones(len(ks), dtype=bool)
-    if len(ks) > 1:  # a key that differs from the previous change's in any field
+    return _key_starts(group, (np.minimum(level, 62), chunk, sign, ks // max_len, lr_band))
+
+
+def _key_starts(group: np.ndarray, keys: Sequence[np.ndarray]) -> np.ndarray:
+    """Indices where ``group`` or any of ``keys`` differs from the previous element's (0 first)."""
+    new = np.ones(len(group), dtype=bool)
+    if len(group) > 1:
         change = group[1:] != group[:-1]
-        for key in (np.minimum(level, 62), chunk, sign, ks // max_len, lr_band):
+        for key in keys:
             change |= key[1:] != key[:-1]
         new[1:] = change
     return np.flatnonzero(new)
@@ -161,13 +168,7 @@ def _final_bin_starts(
         cut[1:] |= key[1:] != key[:-1]
     run = np.cumsum(cut)[ks]
     lr_band = np.floor(log_band / np.log(1.05))  # compared, never used as an index
-    new = np.ones(len(ks), dtype=bool)
-    if len(ks) > 1:
-        change = group[1:] != group[:-1]
-        for key in (run, sign, lr_band):
-            change |= key[1:] != key[:-1]
-        new[1:] = change
-    return np.flatnonzero(new)
+    return _key_starts(group, (run, sign, lr_band))
 
 
 def _summarise(d, area, log_eta, ks, starts) -> tuple[np.ndarray, ...]:
