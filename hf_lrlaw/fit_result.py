@@ -101,11 +101,31 @@ class Fit:
     fit_seconds: float = float("nan")
     prior: dict[str, Any] | None = None
     discrepancy: dict[str, Any] | None = None
+    # The law object it was fitted with: a Law passed to fit() need not be one get_law builds.
+    _law: Law | None = field(default=None, init=False, repr=False, compare=False)
 
     # -- parameters ------------------------------------------------------------------------
     @property
     def law_object(self) -> Law:
+        if self._law is not None:
+            return self._law
         return get_law(self.law, **self.law_options)
+
+    def _check_nameable(self) -> None:
+        """FitError if a saved copy would load as another law than the one fitted: a Fit is
+        saved by law name and options, and rebuilt from them."""
+        if self._law is None:
+            return
+        try:
+            same = type(get_law(self.law, **self.law_options)) is type(self._law)
+        except LawError:
+            same = False
+        if not same:
+            raise FitError(
+                f"cannot save a Fit of a {type(self._law).__qualname__} law object (name "
+                f"{self.law!r}): a saved Fit is rebuilt by law name, and that name does not "
+                "build this law; fit with one of the named laws to save the result"
+            )
 
     @property
     def theta(self) -> np.ndarray:
@@ -363,6 +383,7 @@ class Fit:
 
     # -- persistence -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        self._check_nameable()
         g = self.goodness
         return {
             "schema": SCHEMA,

@@ -86,9 +86,11 @@ def fit(
         curves: one or more :class:`LossCurve` (all points up to each curve's last step).
         law: "momentum" (Tissue et al. 2024), "multipower" (Luo et al. 2025), "power" (no
             annealing term), "lrnoise" (parameters that hold across peak LRs: fit it on runs of
-            several peak LRs to choose the LR), a Law object, or "auto": with two or more curves,
-            the law with the lowest leave-one-curve-out error of the final loss (the laws that
-            carry the peak LR compete when the curves differ in it); with one curve, "momentum".
+            several peak LRs to choose the LR), a Law object (the Fit predicts with that object;
+            it can be saved only if its name builds the same law), or "auto": with two or more
+            curves, the law with the lowest leave-one-curve-out error of the final loss (the laws
+            that carry the peak LR compete when the curves differ in it); with one curve,
+            "momentum".
         law_options: passed to the law (e.g. ``{"lam": 0.999, "warmup": "peak"}``).
         prior: None (maximum likelihood), "default" (learned on the bundled public curves),
             "default:<dataset>", a path to a prior or Fit JSON, a :class:`~hf_lrlaw.priors.Prior`,
@@ -357,6 +359,7 @@ def _fit_one(
         fit_seconds=time.perf_counter() - t0,
         prior=record,
     )
+    f._law = law
     f.discrepancy = _discrepancy(f, law, prior, settings)
     return f
 

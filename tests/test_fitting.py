@@ -265,6 +265,44 @@ def test_save_load_round_trip(tmp_path):
     assert json.loads(path.read_text())["schema"] == "hf_lrlaw.fit/1"
 
 
+class _OffsetMomentum(get_law("momentum").__class__):
+    """A user's own law: the momentum law plus a fixed loss offset, under a name of its own or
+    under the built-in law's name (a subclass that keeps ``name``)."""
+
+    def __init__(self, name="momentum"):
+        super().__init__(lam=0.999)
+        self.name = name
+
+    def predict(self, theta, prep):
+        return super().predict(theta, prep) + 0.5
+
+    def jacobian(self, theta, prep):
+        pred, jac = super().jacobian(theta, prep)
+        return pred + 0.5, jac
+
+    def predict_draws(self, thetas, prep):
+        return super().predict_draws(thetas, prep) + 0.5
+
+
+@pytest.mark.parametrize("name", ["momentum", "offset-momentum"])
+def test_a_law_object_predicts_with_itself_and_is_not_saved_as_another(tmp_path, name):
+    train, test = datasets.multipowerlaw_split("100M")
+    law = _OffsetMomentum(name)
+    f = hf_lrlaw.fit(train, law)
+    theta = np.array([f.params[p.name] for p in law.params])
+    for c in test:
+        own = law.predict(theta, law.prepare(c.lrs, c.steps)) * f.bias_factor(c.steps)
+        np.testing.assert_allclose(f.predict(c, c.steps), own, rtol=1e-12)
+        end = [len(c.lrs) - 1]
+        own_end = law.predict(theta, law.prepare(c.lrs, end)) * f.bias_factor(end)
+        np.testing.assert_allclose(f.predict_final([c.lrs])[0], own_end, rtol=1e-9)
+    assert abs(f.params["L0"] - hf_lrlaw.fit(train, "momentum", law_options={"lam": 0.999})
+               .params["L0"] + 0.5) < 0.05  # fmt: skip
+    with pytest.raises(FitError, match="_OffsetMomentum"):
+        f.save(tmp_path / "fit.json")
+    assert not (tmp_path / "fit.json").exists()
+
+
 def test_run_defaults_rebuild_the_fitted_run_schedule(tmp_path):
     """Fitted on the first half of a public cosine run, the fit knows the run's peak LR, planned
     length and warmup: a schedule text with only the shape gives that run's LRs back."""
