@@ -46,7 +46,21 @@ def parser(doc=__doc__):
     ap.add_argument("--eval-blocks", type=int, default=256)
     ap.add_argument("--runs", default=None, help="JSON file of the curves (written, or read)")
     ap.add_argument("--analyse-only", action="store_true")
+    ap.add_argument(
+        "--above-zero",
+        action="store_true",
+        help="also train cooldowns that end above zero (10-20%% of the peak) and 1-sqrt 30%% to 0",
+    )
     return ap
+
+
+# Cooldowns ending above zero: the picks of bench/lr_time_memory.py's variant law, and a control.
+ABOVE_ZERO = [
+    (0.3, "1-sqrt", 0.2),
+    (0.3, "1-sqrt", 0.0),
+    (0.1667, "1-sqrt", 0.1),
+    (0.3833, "linear", 0.2),
+]
 
 
 def schedules(a):
@@ -64,6 +78,7 @@ def schedules(a):
             (0.2, "1-sqrt", 0.0),
             (0.4, "exponential", 0.02),
         ]
+        + ABOVE_ZERO * bool(getattr(a, "above_zero", False))
     ]
     return const, Schedule.cosine(p, t, warmup_steps=w), cooldowns
 
@@ -201,7 +216,8 @@ def analyse(a, runs):
 def _short(s):
     p = s.params
     if s.kind == "wsd":
-        return f"wsd-{p['decay_shape']} {p['decay_fraction']:.0%}"
+        end = f" to {p['final_ratio']:.0%}" if p["final_ratio"] >= 0.05 else ""
+        return f"wsd-{p['decay_shape']} {p['decay_fraction']:.0%}{end}"
     return s.kind
 
 
