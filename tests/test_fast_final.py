@@ -94,6 +94,10 @@ def test_binned_multipower_equals_its_per_step_binning(train) -> None:
     np.testing.assert_allclose(fast, arrays * fit.bias_factor(T - 1), rtol=1e-9, atol=0)
     whole = np.array([fit.predict(s, [T - 1])[0] for s in SCHEDULES])
     np.testing.assert_allclose(fast, whole, rtol=1e-4, atol=0)
+    pieced = [s for s in SCHEDULES if schedule_pieces(s) is not None]
+    prep = law.prepare_final_pieces([schedule_pieces(s) for s in pieced], Templates())
+    per_step = law.prepare_final(np.stack([s.lrs() for s in pieced]))
+    np.testing.assert_allclose(prep.anneal, per_step.anneal, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("law,options", [*MODES, ("multipower", {})], ids=str)

@@ -217,18 +217,21 @@ def final_changes(
     exclude_warmup: bool,
     max_len: int = 256,
     exact: bool = False,
-) -> tuple[np.ndarray, DropBins, np.ndarray]:
+) -> tuple[np.ndarray, DropBins, np.ndarray, np.ndarray]:
     """The multi-power law's binned LR changes at the last step of schedules of one length, as
-    :func:`~hf_lrlaw.laws.areas.bin_final_drops` makes them from per-step LRs, and each
-    schedule's area ``sum(lrs)``. Work per step only where the LR changes."""
+    :func:`~hf_lrlaw.laws.areas.bin_final_drops` makes them from per-step LRs, each schedule's
+    area ``sum(lrs)`` and its ``anneal_max`` (as :func:`final_sums`). Work per step only where
+    the LR changes."""
     rows, ks, ds, areas, lrs_at = [], [], [], [], []
     n = len(block)
-    total, top = np.empty(n), np.empty(n)
+    total, top, low = np.empty(n), np.empty(n), np.empty(n)
     for i, sp in enumerate(block):
         start_at = max(warmup_end(sp, tpl) + 1 if exclude_warmup else 0, 1)
         prev, area = None, 0.0
         parts = [sp.ramp, *sp.pieces] if sp.ramp is not None else list(sp.pieces)
-        top[i] = max(sp.peak * max(_stats(p, tpl, None)[4] for p in parts), 1e-300)
+        stats = [_stats(p, tpl, None) for p in parts]
+        top[i] = max(sp.peak * max(st[4] for st in stats), 1e-300)
+        low[i] = sp.peak * min(st[3] for st in stats[sp.ramp is not None :])  # not the ramp's
         for p in parts:
             if p.values is None and p.key is None:
                 lr = sp.peak * p.rel
@@ -269,7 +272,7 @@ def final_changes(
         empty = np.zeros(0)
         rows_b, bins = bin_final_changes(np.zeros(0, np.int64), np.zeros(0, np.int64), empty,
                                          empty, empty, block[0].total, max_len)  # fmt: skip
-        return rows_b, bins, total
+        return rows_b, bins, total, (top - low) / top
     row = np.concatenate(rows).astype(np.int64, copy=False)
     log_eta = np.log(np.maximum(np.concatenate(lrs_at), 1e-12 * top[row]))  # as lr_floor per row
     rows_b, bins = bin_final_changes(
@@ -283,7 +286,7 @@ def final_changes(
         exact,
         np.log(top),
     )
-    return rows_b, bins, total
+    return rows_b, bins, total, (top - low) / top
 
 
 def piece_preps(

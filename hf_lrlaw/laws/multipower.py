@@ -24,7 +24,7 @@ from hf_lrlaw.laws._common import (
 )
 from hf_lrlaw.laws.areas import bin_final_drops, drop_pairs, lr_area, warmup_end
 from hf_lrlaw.laws.base import LawError, Param
-from hf_lrlaw.laws.finals import changes_work, final_changes, final_sums
+from hf_lrlaw.laws.finals import changes_work, final_changes
 from hf_lrlaw.schedules.pieces import SchedulePieces, Templates
 
 __all__ = ["MultiPowerLaw"]
@@ -188,7 +188,9 @@ class MultiPowerLaw:
     def prepare_final_pieces(self, block: Sequence[SchedulePieces], tpl: Templates) -> _Prep:
         """``prepare_final`` of schedules given as pieces: per-step work only where the LR
         changes."""
-        rows, bins, total = final_changes(block, tpl, self.warmup == "exclude", exact=self.exact)
+        rows, bins, total, anneal = final_changes(
+            block, tpl, self.warmup == "exclude", exact=self.exact
+        )
         return _Prep(
             s1=total,
             n_steps=len(block),
@@ -196,7 +198,7 @@ class MultiPowerLaw:
             pair_area=np.maximum(total[rows] - bins.area_before, 0.0),
             pair_drop=bins.drop,
             pair_log_lr=bins.log_lr,
-            anneal=final_sums(block, tpl, None, "actual").anneal_max,
+            anneal=anneal,
         )
 
     def scale_final_prep(self, prep: _Prep, rows: np.ndarray, peaks: np.ndarray) -> _Prep:
