@@ -326,6 +326,35 @@ def test_hyperparameter_search_branches_from_the_checkpoints_it_reports(tmp_path
     assert not any(os.path.exists(w) for w in planned) and os.path.isdir(user)
 
 
+@pytest.mark.usefixtures("local_ray", "one_torch_thread")
+def test_a_branch_save_at_an_eval_is_not_also_a_tune_checkpoint(tmp_path):
+    """transformers turns every save at an eval into a Tune checkpoint (model and optimizer
+    again, in Tune's storage); a save only the search planned stays the branch checkpoint."""
+    from tune_search import LRLawSearcher
+
+    train, val, total, pilot, space = _tiny_branch_search()
+    searcher = LRLawSearcher(space, metric="eval_loss", pilots=[pilot], pilot_steps=None,
+                             top_k=1, fit_kwargs={"prior": None})  # fmt: skip
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "hp"),
+        eval_strategy="steps",
+        eval_steps=1,  # every planned save falls on an eval
+        max_steps=total,
+        **ARGS,
+    )
+    trainer = ScheduleTrainer(
+        model_init=lambda: tiny_gpt2(seq_len=SEQ), args=args, train_dataset=train, eval_dataset=val
+    )
+    trainer.hyperparameter_search(backend="ray", hp_space=lambda _: {}, n_trials=1,
+                                  direction="minimize", search_alg=searcher,
+                                  storage_path=str(tmp_path / "results"), name="hps",
+                                  resources_per_trial={"cpu": 1}, verbose=0)  # fmt: skip
+    (pilot_rec,) = searcher.book.records.values()
+    assert pilot_rec.planned and sorted(pilot_rec.checkpoints) == sorted(pilot_rec.planned)
+    assert all(os.path.isdir(w) for w in pilot_rec.checkpoints.values())
+    assert not list((tmp_path / "results").rglob("checkpoint_0*"))
+
+
 def test_a_pilot_waits_for_the_checkpoint_it_branches_from_and_a_repeat_measures_noise(tmp_path):
     from tune_search import LRLawSearcher
     from tune_search.report import write_report

@@ -225,11 +225,22 @@ class ScheduleTrainer(Trainer):
         saved = _existing(self._lrlaw_checkpoints)
         if saved:
             report[CHECKPOINTS_KEY] = encode_checkpoints(saved)
+        # A save only the search planned (the Trainer was not asked to save) is not also
+        # copied into Tune's storage as a Tune checkpoint, as transformers does for any save.
+        ours = self.control.should_save and self._only_planned_save()
+        self.control.should_save = self.control.should_save and not ours
         try:
             super()._report_to_hp_search(trial, step, report)
         finally:
             self.compute_objective = compute
+            self.control.should_save = self.control.should_save or ours
         self._lrlaw_last_report = {**report, "objective": self.objective}
+
+    def _only_planned_save(self) -> bool:
+        return (
+            str(getattr(self.args.save_strategy, "value", self.args.save_strategy)) == "no"
+            and self.state.global_step in self.lrlaw_save_steps
+        )
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
