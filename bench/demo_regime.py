@@ -78,7 +78,7 @@ def schedules(a):
             (0.2, "1-sqrt", 0.0),
             (0.4, "exponential", 0.02),
         ]
-        + ABOVE_ZERO * bool(getattr(a, "above_zero", False))
+        + ABOVE_ZERO * a.above_zero
     ]
     return const, Schedule.cosine(p, t, warmup_steps=w), cooldowns
 

@@ -23,6 +23,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import demo_regime  # noqa: E402
 
 from hf_lrlaw import LossCurve, Schedule, fit  # noqa: E402
 from hf_lrlaw.laws import MomentumLaw  # noqa: E402
@@ -97,12 +100,11 @@ def demo_sets(folder):
         rows = {int(r["step"]): float(r["eval_loss"]) for r in csv.DictReader(progress.open())}
         return dict(sorted(rows.items()))
 
-    parent = next(t for t in trials if t["role"] == "pilot" and not t["branch"])
-    base = points(parent["trial_id"])
     pilots, tests, actual = [], [], []
     for t in trials:
         own = points(t["trial_id"])
         if t["branch"]:
+            base = points(t["branch"][0])
             own = {**{s: v for s, v in base.items() if s < min(own)}, **own}
         if t["role"] == "pilot":
             lrs = Schedule.parse(t["schedule"]).lrs()
@@ -114,11 +116,7 @@ def demo_sets(folder):
 
 
 def _short(text):
-    s = Schedule.parse(text)
-    if s.kind != "wsd":
-        return s.kind
-    end = f" to {s.param('final_ratio'):.0%}" if s.param("final_ratio") >= 0.05 else ""
-    return f"{s.param('decay_shape')} {s.param('decay_fraction'):.0%}{end}"
+    return demo_regime._short(Schedule.parse(text))
 
 
 def table(title, pilots, tests, actual, laws):

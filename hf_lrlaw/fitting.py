@@ -136,7 +136,7 @@ def fit(
         raise FitError(str(exc)) from None
     options = dict(law_options or {})
     if law == "auto" and isinstance(prior, Fit):  # an earlier run's Fit names the law
-        law, options = prior.law, dict(prior.law_options)
+        law, options = prior.law_object, dict(prior.law_options)
     settings = _Settings(choice, calibration, n_starts, weights, delta, max_points)
     # The fit's linear algebra is on tiny matrices: BLAS threads only add latency (4x slower
     # measured on 2 busy cores). Only numpy's and scipy's BLAS are limited, not torch's, which
@@ -359,7 +359,8 @@ def _fit_one(
         fit_seconds=time.perf_counter() - t0,
         prior=record,
     )
-    f._law = law
+    if not isinstance(law_name, str):
+        f._law = law  # the object given, which get_law(f.law) need not build
     f.discrepancy = _discrepancy(f, law, prior, settings)
     return f
 

@@ -229,6 +229,22 @@ def test_prior_fit_ranks_before_any_pilot(tmp_path):
     assert result.full_runs <= 2.0
 
 
+def test_a_prior_fit_the_search_could_not_save_is_refused_at_once():
+    """The searcher's saved state holds its prior as a saved Fit: a Fit of a law object that a
+    saved Fit would not rebuild is refused when the searcher is made, not at Tune's first save."""
+    from hf_lrlaw.laws import MomentumLaw
+
+    class Shifted(MomentumLaw):
+        name = "shifted-momentum"
+
+    world, space = _world("momentum", 6)
+    curves = [LossCurve(s.lrs(), *world.curve(s)) for s in space.pilots()]
+    prior = fit(curves, Shifted(**world.fit_options("momentum")))
+    with pytest.raises(ValueError, match="prior_fit: .*Shifted"):
+        _searcher(world, space, prior_fit=prior, top_k=1)
+    _searcher(world, space, prior_fit=fit(curves, "momentum", law_options=prior.law_options))
+
+
 def test_default_prior_gives_way_once_a_decayed_run_finished():
     """The learned prior fills in for young pilots; once a run that anneals has finished,
     the data alone decide (the prior was learned on other recipes)."""

@@ -96,6 +96,10 @@ def load_prior_fit(
     may name a saved Fit or the callback's ``record.json`` (its fit; a record written before its
     first fit is fitted on its curves)."""
     if isinstance(prior, Fit):
+        try:
+            prior.to_dict()  # the searcher's saved state holds it as a saved Fit
+        except FitError as exc:
+            raise ValueError(f"prior_fit: {exc}") from None
         return prior, "given Fit", []
     path = Path(prior)
     data = read_json(path, ValueError)

@@ -108,7 +108,11 @@ class _ScheduleControl(TrainerCallback):
         lr_scheduler._last_lr = [g["lr"] for g in lr_scheduler.optimizer.param_groups]
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step in self.trainer.lrlaw_save_steps:
+        planned = state.global_step in self.trainer.lrlaw_save_steps
+        # a save only the search asked for (the Trainer's own save rules, run before this
+        # callback, did not): not also made a Tune checkpoint, see _report_to_hp_search
+        self.trainer._lrlaw_only_planned = planned and not control.should_save
+        if planned:
             control.should_save = True
         stop = self.trainer.lrlaw_stop_step
         step = state.global_step - 1
@@ -148,6 +152,7 @@ class ScheduleTrainer(Trainer):
         self.lrlaw_exact = True
         self.lrlaw_stop_step: int | None = None
         self.lrlaw_save_steps: frozenset[int] = frozenset()
+        self._lrlaw_only_planned = False  # set per step by _ScheduleControl
         self.max_steps_allowed = max_steps_allowed
         self._lrlaw_checkpoints: list[tuple[int, str]] = []
         self._lrlaw_last_report: dict[str, Any] | None = None
@@ -227,7 +232,7 @@ class ScheduleTrainer(Trainer):
             report[CHECKPOINTS_KEY] = encode_checkpoints(saved)
         # A save only the search planned (the Trainer was not asked to save) is not also
         # copied into Tune's storage as a Tune checkpoint, as transformers does for any save.
-        ours = self.control.should_save and self._only_planned_save()
+        ours = self.control.should_save and self._lrlaw_only_planned
         self.control.should_save = self.control.should_save and not ours
         try:
             super()._report_to_hp_search(trial, step, report)
@@ -235,12 +240,6 @@ class ScheduleTrainer(Trainer):
             self.compute_objective = compute
             self.control.should_save = self.control.should_save or ours
         self._lrlaw_last_report = {**report, "objective": self.objective}
-
-    def _only_planned_save(self) -> bool:
-        return (
-            str(getattr(self.args.save_strategy, "value", self.args.save_strategy)) == "no"
-            and self.state.global_step in self.lrlaw_save_steps
-        )
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)

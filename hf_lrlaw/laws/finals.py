@@ -185,8 +185,15 @@ def final_sums(
         low[i], top[i] = lo, hi
     top = np.maximum(top, 1e-300)
     return FinalSums(
-        s1, s2 if lam is not None else None, total, (top - last) / top, (top - low) / top
+        s1, s2 if lam is not None else None, total, (top - last) / top, _anneal_max(top, low)
     )
+
+
+def _anneal_max(top: Any, low: Any) -> Any:
+    """The largest drop below the top, relative to it (multipliers of the peak; the ramp's
+    rise does not count)."""
+    top = np.maximum(top, 1e-300)
+    return (top - low) / top
 
 
 def _rel_at(sp: SchedulePieces, tpl: Templates, step: int) -> float:
@@ -224,14 +231,15 @@ def final_changes(
     the LR changes."""
     rows, ks, ds, areas, lrs_at = [], [], [], [], []
     n = len(block)
-    total, top, low = np.empty(n), np.empty(n), np.empty(n)
+    total, top, anneal = np.empty(n), np.empty(n), np.empty(n)
     for i, sp in enumerate(block):
         start_at = max(warmup_end(sp, tpl) + 1 if exclude_warmup else 0, 1)
         prev, area = None, 0.0
         parts = [sp.ramp, *sp.pieces] if sp.ramp is not None else list(sp.pieces)
         stats = [_stats(p, tpl, None) for p in parts]
-        top[i] = max(sp.peak * max(st[4] for st in stats), 1e-300)
-        low[i] = sp.peak * min(st[3] for st in stats[sp.ramp is not None :])  # not the ramp's
+        hi = max(st[4] for st in stats)
+        top[i] = max(sp.peak * hi, 1e-300)
+        anneal[i] = _anneal_max(hi, min(st[3] for st in stats[sp.ramp is not None :]))
         for p in parts:
             if p.values is None and p.key is None:
                 lr = sp.peak * p.rel
@@ -272,7 +280,7 @@ def final_changes(
         empty = np.zeros(0)
         rows_b, bins = bin_final_changes(np.zeros(0, np.int64), np.zeros(0, np.int64), empty,
                                          empty, empty, block[0].total, max_len)  # fmt: skip
-        return rows_b, bins, total, (top - low) / top
+        return rows_b, bins, total, anneal
     row = np.concatenate(rows).astype(np.int64, copy=False)
     log_eta = np.log(np.maximum(np.concatenate(lrs_at), 1e-12 * top[row]))  # as lr_floor per row
     rows_b, bins = bin_final_changes(
@@ -286,7 +294,7 @@ def final_changes(
         exact,
         np.log(top),
     )
-    return rows_b, bins, total, (top - low) / top
+    return rows_b, bins, total, anneal
 
 
 def piece_preps(
