@@ -113,6 +113,27 @@ def test_a_branch_resumes_a_real_checkpoint_and_runs_its_own_schedule(tmp_path):
     assert not np.allclose([branch[g][0] for g in (23, 24)], [same[g][0] for g in (23, 24)])
 
 
+def test_a_planned_save_survives_save_strategy_best(tmp_path):
+    """save_strategy="best" saves only at a new best eval (here never after the first: the
+    "best" is the highest loss); the branch checkpoint planned at step 12 is saved anyway."""
+    train, val = byte_datasets(seq_len=SEQ, eval_chunks=8)
+    best = {
+        "save_strategy": "best",
+        "metric_for_best_model": "eval_loss",
+        "greater_is_better": True,
+    }
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), eval_strategy="steps", eval_steps=1,
+                             **{**ARGS, **best})  # fmt: skip
+    trainer = ScheduleTrainer(
+        model=tiny_gpt2(seq_len=SEQ), args=args, train_dataset=train, eval_dataset=val
+    )
+    trainer.set_schedule(Schedule.constant(5e-3, 16, warmup_steps=2), save_steps=[12])
+    trainer.train()
+    losses = [e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e]
+    assert losses[11] < losses[0]  # step 12's eval is no new best
+    assert (tmp_path / "run" / "checkpoint-12" / "optimizer.pt").is_file()
+
+
 # -- the searcher: checkpoints planned, candidates branched, compute counted ----------------
 
 

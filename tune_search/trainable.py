@@ -241,6 +241,13 @@ class ScheduleTrainer(Trainer):
             self.control.should_save = self.control.should_save or ours
         self._lrlaw_last_report = {**report, "objective": self.objective}
 
+    def _determine_best_metric(self, metrics, trial):
+        # save_strategy="best" turns should_save into "is this eval a new best": a branch save
+        # planned at this step must happen all the same
+        best = super()._determine_best_metric(metrics=metrics, trial=trial)
+        planned = self.state.global_step in self.lrlaw_save_steps
+        return best or (planned and self.args.save_strategy == "best")
+
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
         if self.hp_search_backend != HPSearchBackend.RAY or trial is None:
