@@ -102,7 +102,8 @@ class Fit:
     prior: dict[str, Any] | None = None
     discrepancy: dict[str, Any] | None = None
     # The law object it was fitted with: a Law passed to fit() need not be one get_law builds.
-    _law: Law | None = field(default=None, init=False, repr=False, compare=False)
+    # An init field (keyword only) so that dataclasses.replace keeps it.
+    _law: Law | None = field(default=None, repr=False, compare=False, kw_only=True)
 
     # -- parameters ------------------------------------------------------------------------
     @property

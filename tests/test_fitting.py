@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 
@@ -301,6 +302,10 @@ def test_a_law_object_predicts_with_itself_and_is_not_saved_as_another(tmp_path,
     with pytest.raises(FitError, match="_OffsetMomentum"):
         f.save(tmp_path / "fit.json")
     assert not (tmp_path / "fit.json").exists()
+    edited = dataclasses.replace(f, notes=[])  # a copy still predicts with the object
+    np.testing.assert_array_equal(edited.predict(test[0]), f.predict(test[0]))
+    with pytest.raises(FitError, match="_OffsetMomentum"):
+        edited.save(tmp_path / "fit.json")
 
 
 def test_run_defaults_rebuild_the_fitted_run_schedule(tmp_path):
