@@ -42,6 +42,7 @@ def parser(doc=__doc__):
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--embd", type=int, default=128)
     ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--vocab", type=int, default=256, help="256: bytes; more: a BPE of that many")
     ap.add_argument("--eval-every", type=int, default=40)
     ap.add_argument("--eval-blocks", type=int, default=256)
     ap.add_argument("--runs", default=None, help="JSON file of the curves (written, or read)")
@@ -92,8 +93,8 @@ def train_one(a, text, out_dir, seed=0, save=(), resume=None):
     from tune_search.trainable import ScheduleTrainer
 
     torch.set_num_threads(1)
-    train, val = text_blocks(a.seq, a.eval_blocks)
-    config = gpt2_config(a.layers, a.embd, a.heads, a.seq)
+    train, val = text_blocks(a.seq, a.eval_blocks, a.vocab)
+    config = gpt2_config(a.layers, a.embd, a.heads, a.seq, a.vocab)
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(config)
     points: list[tuple[int, float]] = []

@@ -3,6 +3,7 @@ does on the lr-scheduling 124M cells.
 
 1. ranks: fit lrnoise on a set of pilot runs of the 50k cell, rank its 54 candidates at 50k, and
    print where the cells within 0.002 nats of the best land (and the regret of the top five);
+   the same for the 25k cell (36 candidates) from sets of its 15k runs;
 2. cuts: the whole search (LRLawSearcher + LRLawStopper, the world's pilots) with its fits
    beginning at a fixed step, on the 50k and the 25k cells;
 3. decay: fitted on every 124M run of <= 25k steps, the 50k prediction minus the truth of WSD at
@@ -29,31 +30,51 @@ from tune_search import LRLawSearcher, LRLawStopper  # noqa: E402
 from tune_search.replay import REPLICATE_FLOOR, ReplayWorld  # noqa: E402
 from tune_search.testing import drive  # noqa: E402
 
+FRACTIONS = (0.1, 0.2, 0.4, 0.6, 0.8, 0.9)
+
 
 def wsd(peak: float, total: int, fraction: float) -> Schedule:
     return Schedule.wsd(peak, total, warmup_steps=300, decay_fraction=fraction)
 
 
-def ranks(world: ReplayWorld) -> None:
+def ranks(world: ReplayWorld, sets: dict[str, list[Schedule]], cut: int) -> None:
+    """Fit lrnoise on each set of pilot runs; print where the band's cells rank among the
+    world's candidates, without a cut and with the fits beginning at ``cut``."""
     cands = world.candidates()
     texts = [str(c) for c in cands]
     truth = world.true_final(cands)
     best = truth.min()
-    sets = {
-        "the world's pilots (WSD 20% of 25k at 1e-4, 1e-3, 2e-3)": world.pilots(),
-        "every WSD cooldown of 25k at those LRs (18 runs)": [
-            wsd(p, 25000, f) for p in (1e-4, 1e-3, 2e-3) for f in (0.1, 0.2, 0.4, 0.6, 0.8, 0.9)
-        ],
-    }
-    print("1. ranks of the band's cells (lrnoise, ranked at 50k)")
+    print(f"1. ranks of the band's cells (lrnoise, ranked at {world.total_steps // 1000}k)")
     for name, pilots in sets.items():
         curves = [LossCurve(p.lrs(), *world.curve(p), name=str(p)) for p in pilots]
-        for cut in (0, 3000):
-            fit = hf_lrlaw.fit(curves, law="lrnoise", min_step=cut, prior=None)
+        for min_step in (0, cut):
+            fit = hf_lrlaw.fit(curves, law="lrnoise", min_step=min_step, prior=None)
             order = [texts.index(str(r.schedule)) for r in hf_lrlaw.rank(fit, cands, seed=0)]
             band = [k + 1 for k, i in enumerate(order) if truth[i] <= best + REPLICATE_FLOOR]
             top = np.round(truth[order[:5]] - best, 4).tolist()
-            print(f"   {name}, min_step={cut}: band ranks {band}, top-5 regrets {top}")
+            print(f"   {name}, min_step={min_step}: band ranks {band}, top-5 regrets {top}")
+
+
+def pilot_sets(world: ReplayWorld) -> dict[str, list[Schedule]]:
+    """The world's pilots, and richer sets of the shorter runs that the data hold."""
+    if world.total_steps == 50000:
+        return {
+            "the world's pilots (WSD 20% of 25k at 1e-4, 1e-3, 2e-3)": world.pilots(),
+            "every WSD cooldown of 25k at those LRs (18 runs)": [
+                wsd(p, 25000, f) for p in (1e-4, 1e-3, 2e-3) for f in FRACTIONS
+            ],
+        }
+    return {
+        "the world's pilots (WSD 20% of 15k at 5e-4, 2e-3)": world.pilots(),
+        "those and WSD 60% of 15k at 1e-3": world.pilots() + [wsd(1e-3, 15000, 0.6)],
+        "WSD 60% of 15k at 5e-4, 2e-3": [wsd(p, 15000, 0.6) for p in (5e-4, 2e-3)],
+        "WSD 20% and 60% of 15k at 5e-4, 2e-3": [
+            wsd(p, 15000, f) for p in (5e-4, 2e-3) for f in (0.2, 0.6)
+        ],
+        "every WSD cooldown of 15k at 5e-4, 1e-3, 2e-3 (18 runs)": [
+            wsd(p, 15000, f) for p in (5e-4, 1e-3, 2e-3) for f in FRACTIONS
+        ],
+    }
 
 
 def cuts() -> None:
@@ -97,7 +118,9 @@ def main() -> int:
     warnings.filterwarnings("ignore")
     t0 = time.perf_counter()
     world = ReplayWorld.lr_scheduling("124M", 50000)
-    ranks(world)
+    ranks(world, pilot_sets(world), 3000)
+    short = ReplayWorld.lr_scheduling("124M", 25000)
+    ranks(short, pilot_sets(short), 1800)
     cuts()
     decay(world)
     print(f"({time.perf_counter() - t0:.0f} s)")

@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,3 +157,25 @@ def test_readme_law_snippet_runs_and_its_size_prior_predicts(capsys):
     final = scope["big"].losses[-1]
     assert low[0] <= final <= high[0] and abs(mean[0] / final - 1) < 0.01
     assert "| rank |" in capsys.readouterr().out
+
+
+def test_demo_text_as_bpe_tokens_of_the_training_text_only():
+    """bench/demo_regime.py --vocab: a byte-level BPE trained on the 95% the model trains on
+    (the held-out blocks never reach the tokenizer); 256 stays bytes, fewer is refused."""
+    from tune_search.demo import bpe_ids, shakespeare, text_blocks
+
+    raw_train, raw_held = text_blocks(128, 8)
+    train, held = text_blocks(128, 8, vocab=400)
+    assert len(held) == len(raw_held) == 8
+    assert train.data.max() < 400
+    assert len(np.unique(train.data)) > len(np.unique(raw_train.data)) + 100  # merges in use
+    text = shakespeare()
+    # subwords: fewer tokens than bytes, and the same ids when trained again
+    assert len(train.data) < 0.9 * int(len(text) * 0.95)
+    assert np.array_equal(text_blocks(128, 8, vocab=400)[0].data, train.data)
+    cut = int(len(text) * 0.95)
+    alone = bpe_ids(text[:cut], text[cut : cut + 1000] + b"zyzzyva qwxq", 400)[0]
+    assert np.array_equal(alone, train.data)  # other held-out text: the same tokenizer
+    assert raw_train.data.max() < 256 and len(raw_train.data) == int(len(text) * 0.95)
+    with pytest.raises(ValueError, match="vocab must be 256"):
+        text_blocks(128, 8, vocab=100)

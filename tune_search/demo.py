@@ -18,6 +18,7 @@ Writes <out>/report.md, report.png, recommended.json, ranking.csv, fit.json, tri
 from __future__ import annotations
 
 import argparse
+import functools
 import lzma
 import os
 import sys
@@ -54,11 +55,11 @@ def shakespeare() -> bytes:
     return lzma.decompress(blob.read_bytes())
 
 
-class ByteBlocks:
-    """Non-overlapping ``seq``-byte blocks of a text; a causal LM predicts each next byte."""
+class TokenBlocks:
+    """Non-overlapping ``seq``-token blocks of a token array; a causal LM predicts each next one."""
 
-    def __init__(self, data: bytes, seq: int, limit: int | None = None):
-        self.data = np.frombuffer(data, dtype=np.uint8)
+    def __init__(self, data: np.ndarray, seq: int, limit: int | None = None):
+        self.data = data
         self.seq = seq
         self.n = (len(self.data) - 1) // seq if limit is None else limit
 
@@ -72,23 +73,51 @@ class ByteBlocks:
         return {"input_ids": x, "labels": x.clone()}
 
 
-def text_blocks(seq: int, eval_blocks: int) -> tuple[ByteBlocks, ByteBlocks]:
-    """The demo's data: 95% of the text to train on, ``eval_blocks`` held-out blocks after it."""
+@functools.lru_cache(maxsize=2)
+def bpe_ids(train: bytes, held_out: bytes, vocab: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both texts as token ids of a byte-level BPE of ``vocab`` tokens trained on ``train`` alone
+    (the ``tokenizers`` library; deterministic, nothing downloaded; kept for the process)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    lines = train.decode("latin-1").splitlines(keepends=True)
+    tok.train_from_iterator(lines, trainer=trainer)
+    return tuple(  # type: ignore[return-value]
+        np.array(tok.encode(t.decode("latin-1")).ids, dtype=np.int32) for t in (train, held_out)
+    )
+
+
+def text_blocks(seq: int, eval_blocks: int, vocab: int = 256) -> tuple[TokenBlocks, TokenBlocks]:
+    """The demo's data: 95% of the text to train on, ``eval_blocks`` held-out blocks after it;
+    bytes (``vocab`` 256) or the tokens of a BPE of ``vocab`` tokens trained on the 95%."""
+    if vocab < 256:
+        raise ValueError(f"vocab must be 256 (bytes) or more (a BPE), got {vocab}")
     text = shakespeare()
     cut = int(len(text) * 0.95)
-    held_out = min(eval_blocks, (len(text) - cut - 1) // seq)
-    return ByteBlocks(text[:cut], seq), ByteBlocks(text[cut:], seq, limit=held_out)
+    if vocab == 256:
+        train, held = (np.frombuffer(t, dtype=np.uint8) for t in (text[:cut], text[cut:]))
+    else:
+        train, held = bpe_ids(text[:cut], text[cut:], vocab)
+    held_out = min(eval_blocks, (len(held) - 1) // seq)
+    return TokenBlocks(train, seq), TokenBlocks(held, seq, limit=held_out)
 
 
-def gpt2_config(layers: int, embd: int, heads: int, seq: int) -> Any:
-    """The demo's GPT-2 over bytes (vocabulary 256), no dropout."""
+def gpt2_config(layers: int, embd: int, heads: int, seq: int, vocab: int = 256) -> Any:
+    """The demo's GPT-2 over bytes (``vocab`` 256) or BPE tokens, no dropout."""
     from transformers import GPT2Config
 
     return GPT2Config(
         n_layer=layers,
         n_embd=embd,
         n_head=heads,
-        vocab_size=256,
+        vocab_size=vocab,
         n_positions=seq,
         bos_token_id=0,
         eos_token_id=0,
