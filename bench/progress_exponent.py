@@ -29,13 +29,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from replay_probes import FRACTIONS, pilot_sets, wsd  # noqa: E402
+from replay_probes import FRACTIONS, band_ranks, pilot_sets, wsd  # noqa: E402
 
 import hf_lrlaw  # noqa: E402
 from hf_lrlaw import LossCurve, Schedule  # noqa: E402
 from hf_lrlaw.laws.base import Param  # noqa: E402
 from hf_lrlaw.laws.lrnoise import BAND_WIDTH, LN_REF, LRNoiseLaw  # noqa: E402
-from tune_search.replay import REPLICATE_FLOOR, ReplayWorld  # noqa: E402
+from tune_search.replay import ReplayWorld  # noqa: E402
 
 
 class _Weights(NamedTuple):
@@ -137,11 +137,7 @@ class SplitProgressLaw(LRNoiseLaw):
 
 
 def compare(world: ReplayWorld, sets: dict[str, list[Schedule]], cut: int) -> None:
-    cands = world.candidates()
-    texts = [str(c) for c in cands]
-    truth = world.true_final(cands)
-    best = truth.min()
-    peaks = sorted({c.peak_lr for c in cands})
+    peaks = sorted({c.peak_lr for c in world.candidates()})
     print(f"{world.name}: fits from step {cut}; predicted minus true final of WSD by fraction")
     for pilots_name, pilots in sets.items():
         curves = [LossCurve(p.lrs(), *world.curve(p), name=str(p)) for p in pilots]
@@ -155,10 +151,7 @@ def compare(world: ReplayWorld, sets: dict[str, list[Schedule]], cut: int) -> No
                 gap = fit.predict_final(scheds)[0] - world.true_final(scheds)
                 cells = ", ".join(f"{f}: {g:+.4f}" for f, g in zip(FRACTIONS, gap))
                 print(f"      {peak:g}: {cells}")
-            order = [texts.index(str(r.schedule)) for r in hf_lrlaw.rank(fit, cands, seed=0)]
-            band = [k + 1 for k, i in enumerate(order) if truth[i] <= best + REPLICATE_FLOOR]
-            top = np.round(truth[order[:5]] - best, 4).tolist()
-            print(f"      band ranks {band}, top-5 regrets {top}")
+            print(f"      {band_ranks(world, fit)}")
 
 
 def main() -> int:

@@ -37,22 +37,27 @@ def wsd(peak: float, total: int, fraction: float) -> Schedule:
     return Schedule.wsd(peak, total, warmup_steps=300, decay_fraction=fraction)
 
 
-def ranks(world: ReplayWorld, sets: dict[str, list[Schedule]], cut: int) -> None:
-    """Fit lrnoise on each set of pilot runs; print where the band's cells rank among the
-    world's candidates, without a cut and with the fits beginning at ``cut``."""
+def band_ranks(world: ReplayWorld, fit: hf_lrlaw.Fit) -> str:
+    """Where the cells within 0.002 nats of the world's best rank by ``fit``, and the regret
+    of its top five."""
     cands = world.candidates()
     texts = [str(c) for c in cands]
     truth = world.true_final(cands)
     best = truth.min()
+    order = [texts.index(str(r.schedule)) for r in hf_lrlaw.rank(fit, cands, seed=0)]
+    band = [k + 1 for k, i in enumerate(order) if truth[i] <= best + REPLICATE_FLOOR]
+    return f"band ranks {band}, top-5 regrets {np.round(truth[order[:5]] - best, 4).tolist()}"
+
+
+def ranks(world: ReplayWorld, sets: dict[str, list[Schedule]], cut: int) -> None:
+    """Fit lrnoise on each set of pilot runs; print where the band's cells rank among the
+    world's candidates, without a cut and with the fits beginning at ``cut``."""
     print(f"1. ranks of the band's cells (lrnoise, ranked at {world.total_steps // 1000}k)")
     for name, pilots in sets.items():
         curves = [LossCurve(p.lrs(), *world.curve(p), name=str(p)) for p in pilots]
         for min_step in (0, cut):
             fit = hf_lrlaw.fit(curves, law="lrnoise", min_step=min_step, prior=None)
-            order = [texts.index(str(r.schedule)) for r in hf_lrlaw.rank(fit, cands, seed=0)]
-            band = [k + 1 for k, i in enumerate(order) if truth[i] <= best + REPLICATE_FLOOR]
-            top = np.round(truth[order[:5]] - best, 4).tolist()
-            print(f"   {name}, min_step={min_step}: band ranks {band}, top-5 regrets {top}")
+            print(f"   {name}, min_step={min_step}: {band_ranks(world, fit)}")
 
 
 def pilot_sets(world: ReplayWorld) -> dict[str, list[Schedule]]:
