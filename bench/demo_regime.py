@@ -5,7 +5,9 @@ Trains (two worker processes, one torch thread each): a constant run that saves 
 WSD cooldowns branched from them (linear, 1-sqrt, exponential), a cosine run, and the constant
 run again with another seed (the seed-to-seed noise of a final loss). Then fits the momentum
 law on the pilots (constant + cosine, or constant alone) with several memory factors ``lam``
-and start steps, and prints each cooldown's predicted final loss against its actual one.
+and start steps, and prints each cooldown's predicted final loss against its actual one; then
+the larger of the momentum and multi-power predictions as one cautious surrogate (its misses,
+and what it ranks first among the demo's 1,070 candidates, against each law alone).
 
     python bench/demo_regime.py                 # the demo's defaults (about 4 minutes)
     python bench/demo_regime.py --runs out.json # keep the curves; --analyse-only re-reads them
@@ -212,6 +214,34 @@ def analyse(a, runs):
             ]
             label = law + (f" lam={opts['lam']}" if opts else "")
             print(f"| {name} | {label} | " + " | ".join(cells) + f" | {max(unseen):.2%} |")
+    pessimist(a, pilot_sets["constant x2 + WSD 20% (the demo)"], cooldowns, by)
+
+
+def pessimist(a, pilots, cooldowns, by):
+    """Two laws as one cautious surrogate: each schedule's larger predicted final loss of the
+    momentum (lam 0.99) and multi-power fits of the demo's pilots; its misses on the cooldowns,
+    and what each law and the pair rank first among the demo's candidates."""
+    from hf_lrlaw import fit
+    from tune_search.demo import DEMO_KINDS
+    from tune_search.space import ScheduleSpace
+
+    fits = [
+        fit(pilots, "momentum", law_options={"lam": 0.99}, min_step=a.steps // 8, prior=None),
+        fit(pilots, "multipower", min_step=a.steps // 8, prior=None),
+    ]
+    actual = np.array([by[(str(c), 0)]["losses"][-1] for c in cooldowns])
+    worst = np.maximum(*(f.predict_final(cooldowns)[0] for f in fits))
+    cells = ", ".join(f"{_short(c)} {e:+.2%}" for c, e in zip(cooldowns, worst / actual - 1))
+    print(f"\nthe larger of momentum lam=0.99 and multipower (demo pilots): {cells}")
+    cands = ScheduleSpace(a.peak_lr, a.steps, a.warmup, kinds=DEMO_KINDS).candidates()
+    preds = [f.predict_final(cands)[0] for f in fits]
+    for name, v in (("momentum", preds[0]), ("multipower", preds[1]), ("the larger", None)):
+        v = np.maximum(*preds) if v is None else v
+        top = [
+            f"{_short(cands[i])} ({preds[0][i]:.4f} / {preds[1][i]:.4f})"
+            for i in np.argsort(v, kind="stable")[:3]
+        ]
+        print(f"  {name} ranks first (momentum / multipower): " + "; ".join(top))
 
 
 def _short(s):

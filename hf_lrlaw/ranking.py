@@ -141,6 +141,7 @@ def rank(
     n_samples: int = 400,
     seed: int = 0,
     noise: bool = True,
+    offset: Sequence[float] | np.ndarray | None = None,
 ) -> Ranking:
     """Predict the final loss of every schedule and sort them, best first.
 
@@ -149,6 +150,8 @@ def rank(
     lowest final loss. ``noise=False`` compares the schedules' expected losses only (what a
     searcher asks when deciding whether any candidate can still beat the leader). Schedule
     text may leave out the fitted run's peak LR, length and warmup (:meth:`Fit.run_defaults`).
+    ``offset``: per schedule, an amount in loss added to its prediction and to every draw of it
+    (e.g. what a second law predicts above this one: ``LRLawSearcher(second_law=...)``).
     """
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
         raise FitError(f"level must be a probability in (0, 1), e.g. 0.9; got {level!r}")
@@ -159,6 +162,14 @@ def rank(
     if not scheds:
         raise FitError("rank() needs at least one candidate schedule")
     mean, low, high, draws = final_draws(fit, scheds, level, n_samples, seed, noise)
+    if offset is not None:
+        shift = np.asarray(offset, dtype=np.float64)
+        if shift.shape != mean.shape or not np.isfinite(shift).all():
+            raise FitError(
+                f"offset must be one finite number per schedule ({len(scheds)}), "
+                f"got {np.shape(offset)} values"
+            )
+        mean, low, high, draws = mean + shift, low + shift, high + shift, draws + shift
     valid = np.isfinite(mean) & np.isfinite(low) & np.isfinite(high)
     if not valid.any():
         raise FitError(f"no candidate has a prediction: {fit.no_prediction(scheds[0])}")

@@ -150,3 +150,19 @@ def test_many_shapes_and_long_runs_stay_in_bounded_memory(train) -> None:
     tracemalloc.stop()
     assert np.all(np.isfinite(mean)) and peak < 80e6, peak
     np.testing.assert_allclose(mean[-1], fit.predict(cands[-1], [999_999])[0], rtol=1e-9)
+
+
+def test_rank_offset_moves_each_candidate_by_its_own_amount(train) -> None:
+    fit = hf_lrlaw.fit(train, "momentum")
+    cands = [Schedule.wsd(P, T, warmup_steps=W, decay_fraction=d) for d in (0.1, 0.2, 0.4, 0.8)]
+    base = {str(r.schedule): r for r in hf_lrlaw.rank(fit, cands, noise=False)}
+    leader = hf_lrlaw.rank(fit, cands, noise=False).best.schedule
+    offset = np.array([0.5 if s == leader else 0.001 * k for k, s in enumerate(cands)])
+    moved = hf_lrlaw.rank(fit, cands, noise=False, offset=offset)
+    assert moved.rows[-1].schedule == leader  # half a nat worse: last
+    for s, o in zip(cands, offset):
+        row, was = next(r for r in moved if r.schedule == s), base[str(s)]
+        for field in ("predicted", "low", "high"):
+            assert getattr(row, field) == pytest.approx(getattr(was, field) + o, rel=1e-12)
+    with pytest.raises(hf_lrlaw.FitError, match="one finite number per schedule"):
+        hf_lrlaw.rank(fit, cands, offset=[0.0, 0.0])

@@ -510,3 +510,21 @@ def test_optimized_search_runs_the_laws_own_optimum_for_real(tmp_path):
                           law_options=world.fit_options("multipower"))  # fmt: skip
     again.restore(str(state))
     assert again.policy.optima.texts == [str(optimum)]
+
+
+def test_second_law_ranks_each_candidate_by_the_larger_of_two_predictions():
+    world, _ = _world("momentum", seed=1)
+    space = _small_space(world)
+    searcher = _searcher(world, space, second_law="multipower", top_k=1)
+    drive(world, searcher)
+    policy = searcher.policy
+    ranked = {str(r.schedule): r.predicted for r in policy.ranking()}
+    first, second = policy.current_fit(), policy.second.fit  # those of that ranking
+    assert second is not None and second.law == "multipower"
+    own, other = first.predict_final(space)[0], second.predict_final(space)[0]
+    assert (other > own + 1e-4).any()  # the second law disagrees somewhere: the test can fail
+    for s, a, b in zip(space, own, other):
+        assert ranked[str(s)] == pytest.approx(max(a, b), rel=1e-9)
+    assert "checked by multipower" in policy.summary()
+    with pytest.raises(ValueError, match="unknown second_law"):
+        _searcher(world, space, second_law="nope")

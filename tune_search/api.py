@@ -88,6 +88,7 @@ def search_schedules(
     branch: bool = True,
     max_compute: float | None = None,
     optimized: bool = False,
+    second_law: str | None = None,
     trainable: Callable[[dict[str, Any]], None] | None = None,
     max_concurrent_trials: int | None = None,
     resources_per_trial: Mapping[str, float] | None = None,
@@ -112,7 +113,7 @@ def search_schedules(
             with the default kinds (several hundred candidates).
         metric: "eval_loss" or "loss" (train loss), or what ``trainable`` reports.
         law, law_options, pilots, pilot_steps, top_k, prior_fit, margin, fit_kwargs, branch,
-            max_compute, optimized: see :class:`~tune_search.LRLawSearcher` (``branch``: cooldowns resume
+            max_compute, optimized, second_law: see :class:`~tune_search.LRLawSearcher` (``branch``: cooldowns resume
             from a checkpoint of a trial with the same LRs so far; the checkpoints are written
             under each trial's Tune folder).
         stopper: attach :class:`~tune_search.LRLawStopper` (it also ends partial pilots).
@@ -178,6 +179,7 @@ def search_schedules(
             branch=branch,
             max_compute=max_compute,
             optimized=optimized,
+            second_law=second_law,
         )
 
     searcher = make_searcher()

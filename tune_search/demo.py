@@ -3,10 +3,11 @@
 A tiny GPT-2 (built from a config, nothing downloaded) learns twelve Shakespeare plays byte by
 byte. Three pilots: a constant LR run, the same run with another seed (the run-to-run noise a
 recommendation must beat), and the rule of thumb, a 20% linear cooldown, branched from the first
-run's checkpoint (it pays only for its decay). The momentum law is fitted on them; Ray Tune's LRLawSearcher ranks
-1,000+ candidate schedules by predicted final loss; the best three run, each WSD cooldown
-branched from the constant run's checkpoints; the report compares prediction and outcome and
-names the recommended schedule.
+run's checkpoint (it pays only for its decay). The momentum and the multi-power law are fitted
+on them; Ray Tune's LRLawSearcher ranks 1,000+ candidate schedules by the larger of the two
+predicted final losses (where the laws agree, neither extrapolates alone); the best three run,
+each WSD cooldown branched from the constant run's checkpoints; the report compares prediction
+and outcome and names the recommended schedule.
 
     python -m tune_search.demo                       # CPU, default sizes
     python -m tune_search.demo --device cuda --steps 4000 --layers 6 --embd 384 --heads 6
@@ -148,6 +149,12 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--top-k", type=int, default=3, help="candidates trained in full")
     ap.add_argument("--law", default="momentum", help="law the searcher fits")
     ap.add_argument(
+        "--second-law",
+        default="multipower",
+        help="a second law fitted on the same runs; candidates are ranked by the larger "
+        "prediction ('none': the first law alone)",
+    )
+    ap.add_argument(
         "--lam",
         type=float,
         default=0.99,
@@ -237,10 +244,12 @@ def main(argv: list[str] | None = None) -> int:
         def on_trial_complete(self, iteration, trials, trial, **info):
             say(f"      {trial.trial_id} finished")
 
+    second_law = None if args.second_law == "none" else args.second_law
+    second = f" and the {second_law} law (the larger prediction)" if second_law else ""
     say(
         f"[2/4] searching: 3 pilots (constant, its repeat, a 20% cooldown branched from it) "
         "-> "
-        f"fit the {args.law} law -> rank {len(space):,} candidates -> run the best "
+        f"fit the {args.law} law{second} -> rank {len(space):,} candidates -> run the best "
         f"{args.top_k}"
     )
     training_args = {
@@ -264,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         space=space,
         metric="eval_loss",
         law=args.law,
+        second_law=second_law,
         law_options={"lam": args.lam} if args.law == "momentum" else None,
         # the first eighth is the byte-level plateau (unigram statistics), no power law
         fit_kwargs={"min_step": args.steps // 8},
@@ -293,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.seq} bytes.",
         f"- A full run: {args.steps} steps of {args.batch} x {args.seq} bytes = {tokens:,} "
         f"tokens, peak LR {args.peak_lr}, warmup {args.warmup} steps, AdamW.",
-        f"- Search: {len(space):,} candidates; pilots: constant, the same with seed 1, WSD "
+        f"- Search: {len(space):,} candidates ranked by the {args.law} law{second}; pilots: "
+        "constant, the same with seed 1, WSD "
         f"{PILOT_DECAY:.0%} linear (the rule of thumb) branched from the first; the "
         f"best {args.top_k} run (WSD cooldowns branched from the constant run's checkpoints); "
         f"{time.perf_counter() - t0:.0f} s in all on {args.device}.",

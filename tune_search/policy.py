@@ -43,6 +43,7 @@ from tune_search.records import (
     schedule_of,
 )
 from tune_search.records import FINISHED as TRIAL_FINISHED
+from tune_search.second_law import SecondLaw
 from tune_search.space import (
     ScheduleSpace,
     default_law,
@@ -114,6 +115,7 @@ class SearchPolicy:
         max_checkpoints: int = 16,
         max_compute: float | None = None,
         optimized: bool = False,
+        second_law: str | None = None,
     ) -> None:
         candidates, self.space_description, default_pilots = candidates_of(space, max_steps)
         several = several_peak_lrs(candidates)
@@ -150,6 +152,7 @@ class SearchPolicy:
         self.max_checkpoints = int(max_checkpoints)
         self.max_compute = None if max_compute is None else float(max_compute)
         self.optima = LawOptima() if optimized else None
+        self.second = SecondLaw(second_law) if second_law is not None else None
 
         self.fit_kwargs = dict(fit_kwargs or {})
         if (
@@ -394,7 +397,12 @@ class SearchPolicy:
                 if self.optima is not None:
                     found = self.optima.current(fit, viable, self.book.tried(), self.note)
                     viable += [s for s in found if str(s) not in failed]
-                self._ranking = rank(fit, viable, level=self.level, seed=self.seed, noise=False)
+                offset = self.second and self.second.offset(
+                    self.book.curves(), fit, viable, self.book.fit_kwargs, self.note
+                )
+                self._ranking = rank(
+                    fit, viable, level=self.level, seed=self.seed, noise=False, offset=offset
+                )
         except (FitError, ValueError, FloatingPointError) as exc:
             self.note(f"ranking failed: {exc}")
             return None
@@ -568,7 +576,8 @@ class SearchPolicy:
 
     def summary(self) -> str:
         """A few lines: the space, the fit, every trial, why the search finished."""
-        lines = [f"LRLawSearcher over {self.space_description}; law {self.law}"]
+        second = f", checked by {self.second.law}" if self.second else ""
+        lines = [f"LRLawSearcher over {self.space_description}; law {self.law}{second}"]
         fit = self.current_fit()
         if fit is not None:
             lines.append(f"fit: {self._fit_used}; " + fit.summary().splitlines()[0])

@@ -142,6 +142,9 @@ class LRLawSearcher(Searcher):
             with the law until it has run (:mod:`tune_search.optima`); it runs for real when
             it ranks best, like any candidate. An optimum that idles at its floor LR (the
             momentum law's artefact) is left out, with a note.
+        second_law: another law fitted on the same curves (e.g. "multipower" beside
+            "momentum"); each candidate is ranked by the larger of the two predictions, so that
+            neither law's boldest extrapolation is run first (:mod:`tune_search.second_law`).
     """
 
     def __init__(
@@ -168,6 +171,7 @@ class LRLawSearcher(Searcher):
         max_checkpoints: int = 16,
         max_compute: float | None = None,
         optimized: bool = False,
+        second_law: str | None = None,
     ) -> None:
         if mode not in (None, "min"):
             raise ValueError(f"LRLawSearcher minimises a loss: mode must be 'min', got {mode!r}")
@@ -193,6 +197,7 @@ class LRLawSearcher(Searcher):
             max_checkpoints=max_checkpoints,
             max_compute=max_compute,
             optimized=optimized,
+            second_law=second_law,
         )
         self._num_samples_warned = False
 
