@@ -257,6 +257,7 @@ def run_replay_method(name, world, texts, truth, best, seed, args):
         # "lrlaw, cap 3": full runs are no longer counted; the search may spend 3 full runs of
         # compute (pilots included), so cheap branched cooldowns can be many
         capped = re.search(r"cap ([0-9.]+)", name)
+        second = re.search(r"second law (\w+)", name)  # e.g. "lrlaw, second law multipower"
         searcher = LRLawSearcher(
             world.space(),
             metric="loss",
@@ -267,6 +268,7 @@ def run_replay_method(name, world, texts, truth, best, seed, args):
             seed=seed,
             branch="no branching" not in name,
             max_compute=float(capped.group(1)) if capped else None,
+            second_law=second.group(1) if second else None,
         )
         stopper = None if "no stopper" in name else LRLawStopper(searcher=searcher)
         res = drive(world, searcher, stopper)

@@ -528,3 +528,14 @@ def test_second_law_ranks_each_candidate_by_the_larger_of_two_predictions():
     assert "checked by multipower" in policy.summary()
     with pytest.raises(ValueError, match="unknown second_law"):
         _searcher(world, space, second_law="nope")
+
+
+def test_a_second_law_blind_to_the_peak_lr_is_warned_over_several_lrs(caplog):
+    cands = [Schedule.wsd(lr, 2000, warmup_steps=100, decay_fraction=0.2) for lr in (1e-3, 3e-3)]
+    with caplog.at_level(logging.WARNING, logger="tune_search"):
+        LRLawSearcher(cands, metric="loss", law="lrnoise", second_law="multipower")
+    assert "second_law='multipower' does not model the peak LR" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tune_search"):
+        LRLawSearcher(cands[:1], metric="loss", second_law="multipower")
+    assert "second_law" not in caplog.text

@@ -152,7 +152,7 @@ class SearchPolicy:
         self.max_checkpoints = int(max_checkpoints)
         self.max_compute = None if max_compute is None else float(max_compute)
         self.optima = LawOptima() if optimized else None
-        self.second = SecondLaw(second_law) if second_law is not None else None
+        self.second = None if second_law is None else SecondLaw(second_law, several_lrs=several)
 
         self.fit_kwargs = dict(fit_kwargs or {})
         if (

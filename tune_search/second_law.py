@@ -12,6 +12,7 @@ with (``hf_lrlaw.rank(offset=...)``). Measured: bench/demo_regime.py, bench/RESU
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -20,19 +21,30 @@ import numpy as np
 from hf_lrlaw.curves import LossCurve
 from hf_lrlaw.fit_result import Fit, FitError
 from hf_lrlaw.fitting import fit
-from hf_lrlaw.laws import available_laws
+from hf_lrlaw.laws import available_laws, carries_peak_lr
 from hf_lrlaw.schedules import Schedule
 
 __all__ = ["SecondLaw"]
+
+logger = logging.getLogger("tune_search")
 
 
 class SecondLaw:
     """Fits ``law`` on the search's curves (no prior; the first law's ``min_step``) and gives
     the ranking its excess over the first law's predictions."""
 
-    def __init__(self, law: str, law_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, law: str, law_options: Mapping[str, Any] | None = None, several_lrs: bool = False
+    ) -> None:
         if law not in available_laws():
             raise ValueError(f"unknown second_law {law!r}; use one of {available_laws()}")
+        if several_lrs and not carries_peak_lr(law):
+            logger.warning(
+                "LRLaw search: second_law=%r does not model the peak LR while the candidates "
+                "span several (more LR area is always lower loss in it); bench/RESULTS.md "
+                "measured the search worse with such a second law",
+                law,
+            )
         self.law = law
         self.law_options = dict(law_options or {})
         self.fit: Fit | None = None
