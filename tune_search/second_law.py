@@ -57,8 +57,8 @@ class SecondLaw:
         fit_kwargs: Mapping[str, Any],
         note: Callable[[str], None],
     ) -> np.ndarray | None:
-        """``max(0, second - first)`` per candidate, or None (and a note) when the second law
-        cannot be fitted or gives no prediction for some candidate."""
+        """``max(0, second - first)`` per candidate (0 where either law has no prediction), or
+        None (and a note) when the second law cannot be fitted."""
         kwargs = {k: v for k, v in fit_kwargs.items() if k in ("min_step", "max_points")}
         try:
             self.fit = fit(
@@ -69,8 +69,5 @@ class SecondLaw:
         except (FitError, ValueError, FloatingPointError) as exc:
             note(f"second law {self.law}: not used this round ({exc})")
             return None
-        excess = np.maximum(second - own, 0.0)
-        if not np.isfinite(excess).all():
-            note(f"second law {self.law}: no prediction for some candidates, not used this round")
-            return None
-        return excess
+        both = np.isfinite(second) & np.isfinite(own)
+        return np.where(both, np.maximum(np.where(both, second - own, 0.0), 0.0), 0.0)
