@@ -397,9 +397,10 @@ class SearchPolicy:
                 if self.optima is not None:
                     found = self.optima.current(fit, viable, self.book.tried(), self.note)
                     viable += [s for s in found if str(s) not in failed]
-                offset = self.second and self.second.offset(
-                    self.book.curves(), fit, viable, self.book.fit_kwargs, self.note
-                )
+                offset = None
+                if self.second is not None:
+                    curves, kwargs = self.book.curves(), self.book.fit_kwargs
+                    offset = self.second.offset(curves, fit, viable, kwargs, self.note)
                 self._ranking = rank(
                     fit, viable, level=self.level, seed=self.seed, noise=False, offset=offset
                 )
